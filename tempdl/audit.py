@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from tempdl.models import DownloadAttempt, Issuance
 
@@ -69,6 +70,10 @@ class Attempt:
         }
 
 
+class AuditUnavailable(Exception):
+    """The audit database cannot be written or read right now (locked, read-only, full, gone)."""
+
+
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -77,7 +82,10 @@ class AuditLog:
     async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run one of this store's methods on the audit thread and wait for it without blocking."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
+        except DBAPIError as error:
+            raise AuditUnavailable(str(error.orig)) from error
 
     def close(self) -> None:
         """Wait for queued writes to finish, then release the database."""
