@@ -172,7 +172,7 @@ class _AccelRedirectHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def accel_upstream() -> Iterator[int]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AccelRedirectHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server.server_address[1]
