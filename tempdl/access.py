@@ -64,7 +64,9 @@ class Gate:
         if issuance.revoked_at is not None:
             raise Refused(refusals.REVOKED, f"issuance {issuance.id} revoked")
         if now >= issuance.expires_at and not await self._may_resume(issuance, now, resumes):
-            raise Refused(refusals.EXPIRED, f"issuance {issuance.id} expired at {issuance.expires_at:%Y-%m-%dT%H:%M:%SZ}")
+            raise Refused(
+                refusals.EXPIRED, f"issuance {issuance.id} expired at {issuance.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+            )
         offered = self.catalog.by_id(issuance.file_id)
         path = offered and self.catalog.absolute_path(offered)
         if offered is None or path is None:

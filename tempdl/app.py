@@ -16,6 +16,7 @@ from tempdl.handlers.base import BaseHandler
 from tempdl.handlers.download import DownloadHandler
 from tempdl.handlers.health import HealthHandler
 from tempdl.handlers.wechat import WeChatHandler
+from tempdl.inflight import InFlight
 from tempdl.issuing import DOWNLOAD_ROUTE, Issuer
 from tempdl.templates import PackageLoader
 from tempdl.timeutil import Clock, utc_now
@@ -53,15 +54,31 @@ def log_request(handler: RequestHandler) -> None:
     access_log.log(level, "request %s", " ".join(fields))
 
 
-def make_app(settings: Settings, audit: AuditLog, *, clock: Clock = utc_now, **overrides: Any) -> Application:
+def make_app(
+    settings: Settings,
+    audit: AuditLog,
+    *,
+    clock: Clock = utc_now,
+    inflight: InFlight | None = None,
+    **overrides: Any,
+) -> Application:
+    inflight = inflight if inflight is not None else InFlight()
     catalog = Catalog(settings.files_dir, settings.files)
     signer = LinkSigner(settings.secret_keys)
     issuer = Issuer(settings, audit, signer)
     gate = Gate(settings, audit, signer, catalog)
     conversation = Conversation(catalog, issuer, audit)
     routes = [
-        (settings.wechat.path, WeChatHandler, {"wechat": settings.wechat, "conversation": conversation, "clock": clock}),
-        (DOWNLOAD_ROUTE + r"([^/]*)", DownloadHandler, {"gate": gate, "audit": audit, "clock": clock}),
+        (
+            settings.wechat.path,
+            WeChatHandler,
+            {"wechat": settings.wechat, "conversation": conversation, "clock": clock},
+        ),
+        (
+            DOWNLOAD_ROUTE + r"([^/]*)",
+            DownloadHandler,
+            {"gate": gate, "audit": audit, "clock": clock, "inflight": inflight},
+        ),
         (r"/healthz", HealthHandler, {"audit": audit}),
     ]
     app_settings: dict[str, Any] = {
@@ -71,6 +88,7 @@ def make_app(settings: Settings, audit: AuditLog, *, clock: Clock = utc_now, **o
         "tempdl_settings": settings,
         "tempdl_issuer": issuer,
         "tempdl_catalog": catalog,
+        "tempdl_inflight": inflight,
     }
     app_settings.update(overrides)
     return Application(routes, **app_settings)

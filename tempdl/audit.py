@@ -175,9 +175,7 @@ class AuditLog:
         """Mark attempts a crash left open (no `finished_at`) as `partial`; return how many."""
         with self.engine.begin() as connection:
             result = connection.execute(
-                update(_attempts)
-                .where(_attempts.c.finished_at.is_(None))
-                .values(outcome="partial", finished_at=now)
+                update(_attempts).where(_attempts.c.finished_at.is_(None)).values(outcome="partial", finished_at=now)
             )
             return result.rowcount
 

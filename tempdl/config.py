@@ -281,18 +281,14 @@ def _offered_files(raw: Any) -> tuple[OfferedFileConfig, ...]:
             raise ConfigError(f"config key '{where}.keywords': must be a list of non-empty strings")
         try:
             ttl = None if table.get("ttl") is None else _non_negative_int(table["ttl"])
-            max_downloads = (
-                None if table.get("max_downloads") is None else _non_negative_int(table["max_downloads"])
-            )
+            max_downloads = None if table.get("max_downloads") is None else _non_negative_int(table["max_downloads"])
             name = _optional_text(table.get("name"))
             description = _optional_text(table.get("description"))
         except ValueError as error:
             raise ConfigError(f"config key '{where}': {error}") from None
         if name is not None and any(c in name for c in "/\\\r\n\0"):
             raise ConfigError(f"config key '{where}.name': must be a plain file name")
-        offered.append(
-            OfferedFileConfig(file_id, path, tuple(keywords), name, ttl, max_downloads, description)
-        )
+        offered.append(OfferedFileConfig(file_id, path, tuple(keywords), name, ttl, max_downloads, description))
     return tuple(offered)
 
 
@@ -404,7 +400,9 @@ def ensure_secret_keys(settings: Settings) -> Settings:
                 stream.write(secrets.token_urlsafe(48) + "\n")
         keys = tuple(line.strip() for line in key_path.read_text().splitlines() if line.strip())
     except OSError as error:
-        raise ConfigError(f"config key 'data_dir': cannot keep the secret key in {key_path}: {error.strerror}") from None
+        raise ConfigError(
+            f"config key 'data_dir': cannot keep the secret key in {key_path}: {error.strerror}"
+        ) from None
     if not keys:
         raise ConfigError(f"config key 'secret_keys': {key_path} is empty; delete it to generate a new key")
     return replace(settings, secret_keys=keys)

@@ -19,10 +19,10 @@ def link_reply_text(offered: OfferedFile, issued: IssuedLink) -> str:
     ttl_zh, ttl_en = duration_text(issued.ttl)
     return (
         f"「{offered.name}」的下载链接，{ttl_zh}内有效：\n"
-        f"Your download link for \"{offered.name}\", valid for {ttl_en}:\n"
+        f'Your download link for "{offered.name}", valid for {ttl_en}:\n'
         f"{issued.url}\n"
         "请在浏览器中打开（点右上角 ··· 选择“在浏览器打开”）。\n"
-        "Open it in your browser (tap ··· then \"Open in Browser\")."
+        'Open it in your browser (tap ··· then "Open in Browser").'
     )
 
 

@@ -50,9 +50,10 @@ class LinkSigner:
         try:
             issuance_id, signed_at = self._serializer.loads(token, return_timestamp=True)
         except BadSignature as error:
-            raise LinkInvalid(str(error)) from None
+            # The exception's text quotes parts of the token: log only what kind of failure it was.
+            raise LinkInvalid(f"{type(error).__name__}: not signed by this server") from None
         except Exception as error:  # itsdangerous can raise on undecodable payloads
-            raise LinkInvalid(f"unreadable token: {type(error).__name__}") from None
+            raise LinkInvalid(f"unreadable token ({type(error).__name__})") from None
         if not isinstance(issuance_id, int) or isinstance(issuance_id, bool) or issuance_id <= 0:
             raise LinkInvalid("token payload is not an issuance id")
         return SignedLink(issuance_id, signed_at)

@@ -263,8 +263,7 @@ class _PgCluster:
     ``<cluster_dir>/postgres.log``.
     """
 
-    def __init__(self, bindir: pathlib.Path, cluster_dir: pathlib.Path,
-                 account: pwd.struct_passwd | None) -> None:
+    def __init__(self, bindir: pathlib.Path, cluster_dir: pathlib.Path, account: pwd.struct_passwd | None) -> None:
         self.bindir = bindir
         self.cluster_dir = cluster_dir
         self.data_dir = cluster_dir / "data"
@@ -295,8 +294,15 @@ class _PgCluster:
     def initdb(self) -> None:
         """Create the cluster: trust auth, C locale, no fsync (-N)."""
         done = self._run(
-            str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", PG_SUPERUSER,
-            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            PG_SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
         )
         if done.returncode != 0:
             raise EngineStartError(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
@@ -308,9 +314,18 @@ class _PgCluster:
     def start(self, port: int) -> subprocess.CompletedProcess[str]:
         """``pg_ctl start -w``: returns once the server accepts connections (or failed)."""
         return self._run(
-            str(self.bindir / "pg_ctl"), "start", "-D", str(self.data_dir),
-            "-l", str(self.log_path), "-w", "-t", str(int(START_TIMEOUT_S)),
-            "-o", f"-p {port}", timeout=START_TIMEOUT_S + 10,
+            str(self.bindir / "pg_ctl"),
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_path),
+            "-w",
+            "-t",
+            str(int(START_TIMEOUT_S)),
+            "-o",
+            f"-p {port}",
+            timeout=START_TIMEOUT_S + 10,
         )
 
     def stop(self) -> None:
@@ -323,8 +338,18 @@ class _PgCluster:
         if not pid_file.exists():
             return
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            self._run(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir),
-                      "-m", "immediate", "-w", "-t", "10", timeout=20)
+            self._run(
+                str(self.bindir / "pg_ctl"),
+                "stop",
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "10",
+                timeout=20,
+            )
         if pid_file.exists():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
@@ -333,8 +358,7 @@ class _PgCluster:
 def _connect(host: str, port: int, user: str, dbname: str):  # -> psycopg.Connection
     import psycopg
 
-    return psycopg.connect(host=host, port=port, user=user, dbname=dbname,
-                           autocommit=True, connect_timeout=3)
+    return psycopg.connect(host=host, port=port, user=user, dbname=dbname, autocommit=True, connect_timeout=3)
 
 
 def _wait_until_connectable(port: int, deadline: float) -> None:
@@ -371,8 +395,7 @@ def _start_on_free_port(cluster: _PgCluster) -> int:
         if "already in use" not in _tail(cluster.log_path) + output:
             break
     raise EngineStartError(
-        f"PostgreSQL failed to start:\n{output}\n--- server log "
-        f"({cluster.log_path}) ---\n{_tail(cluster.log_path)}"
+        f"PostgreSQL failed to start:\n{output}\n--- server log ({cluster.log_path}) ---\n{_tail(cluster.log_path)}"
     )
 
 
@@ -410,8 +433,14 @@ def throwaway_postgres(base_dir: pathlib.Path) -> Iterator[PostgresInstance]:
         cluster.initdb()
         port = _start_on_free_port(cluster)
         _create_database(LOOPBACK, port, PG_SUPERUSER, PG_DBNAME)
-        yield PostgresInstance(port=port, host=LOOPBACK, user=PG_SUPERUSER, dbname=PG_DBNAME,
-                               cluster_dir=cluster_dir, log_path=cluster.log_path)
+        yield PostgresInstance(
+            port=port,
+            host=LOOPBACK,
+            user=PG_SUPERUSER,
+            dbname=PG_DBNAME,
+            cluster_dir=cluster_dir,
+            log_path=cluster.log_path,
+        )
     finally:
         cluster.stop()
         _keep_log(cluster.log_path, base_dir)
@@ -453,8 +482,7 @@ def _q(path: pathlib.Path | str) -> str:
     return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def minimal_nginx_config(port: int, prefix: pathlib.Path, server_block: str,
-                         *, http_extra: str = "") -> str:
+def minimal_nginx_config(port: int, prefix: pathlib.Path, server_block: str, *, http_extra: str = "") -> str:
     """Full nginx.conf: boilerplate around the test's own ``server`` directives.
 
     *server_block* is the **body** of the ``server { ... }`` block (``location``
@@ -469,8 +497,7 @@ def minimal_nginx_config(port: int, prefix: pathlib.Path, server_block: str,
     """
     logs, tmp = prefix / "logs", prefix / "tmp"
     user_line = "user root;\n" if os.geteuid() == 0 else ""
-    mime = (f"include {_q(_MIME_TYPES)};" if _MIME_TYPES.exists()
-            else "types { text/html html; text/plain txt; }")
+    mime = f"include {_q(_MIME_TYPES)};" if _MIME_TYPES.exists() else "types { text/html html; text/plain txt; }"
     return f"""# generated by tests/engines.py:minimal_nginx_config
 {user_line}worker_processes 1;
 pid {_q(logs / "nginx.pid")};
@@ -557,15 +584,19 @@ class _NginxProcess:
         self.error_log.write_bytes(b"")
         self._output = open(self.output_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [binary, "-p", f"{prefix}/", "-c", str(conf), "-e", str(self.error_log),
-             "-g", "daemon off;"],
-            cwd=prefix, stdin=subprocess.DEVNULL, stdout=self._output,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [binary, "-p", f"{prefix}/", "-c", str(conf), "-e", str(self.error_log), "-g", "daemon off;"],
+            cwd=prefix,
+            stdin=subprocess.DEVNULL,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def diagnostics(self) -> str:
-        return (f"--- nginx stdout/stderr ---\n{_tail(self.output_path)}\n"
-                f"--- error log ({self.error_log}) ---\n{_tail(self.error_log)}")
+        return (
+            f"--- nginx stdout/stderr ---\n{_tail(self.output_path)}\n"
+            f"--- error log ({self.error_log}) ---\n{_tail(self.error_log)}"
+        )
 
     def wait_until_serving(self, port: int) -> None:
         """Wait for: master alive, pid file written (= sockets bound), port accepting.
@@ -590,10 +621,8 @@ class _NginxProcess:
         try:
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGQUIT)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
@@ -602,8 +631,7 @@ class _NginxProcess:
 
 
 @contextlib.contextmanager
-def throwaway_nginx(base_dir: pathlib.Path,
-                    config_text_builder: NginxConfigBuilder) -> Iterator[NginxInstance]:
+def throwaway_nginx(base_dir: pathlib.Path, config_text_builder: NginxConfigBuilder) -> Iterator[NginxInstance]:
     """Run a private nginx for the duration of the ``with`` block.
 
     ``config_text_builder(port, prefix_dir)`` must return the complete
@@ -633,9 +661,12 @@ def throwaway_nginx(base_dir: pathlib.Path,
                 raise
     try:
         yield NginxInstance(
-            port=port, prefix=prefix, config_path=conf,
+            port=port,
+            prefix=prefix,
+            config_path=conf,
             access_log_path=prefix / "logs" / "access.log",
-            error_log_path=server.error_log, pid=server.proc.pid,
+            error_log_path=server.error_log,
+            pid=server.proc.pid,
         )
     finally:
         server.stop()

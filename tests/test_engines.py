@@ -57,8 +57,7 @@ def test_free_port_is_bindable_on_loopback() -> None:
 
 @pytest.mark.parametrize(
     ("probe", "guard"),
-    [("postgres_available", skip_or_fail_without_postgres),
-     ("nginx_available", skip_or_fail_without_nginx)],
+    [("postgres_available", skip_or_fail_without_postgres), ("nginx_available", skip_or_fail_without_nginx)],
 )
 def test_missing_engine_skips_locally_but_fails_under_ci(monkeypatch, probe, guard) -> None:
     monkeypatch.setattr(engines, probe, lambda: "engine not installed")
@@ -109,10 +108,9 @@ def test_postgres_roundtrip_with_sqlalchemy(tmp_path: pathlib.Path) -> None:
 def test_postgres_is_stopped_and_removed_when_the_test_body_raises(tmp_path: pathlib.Path) -> None:
     skip_or_fail_without_postgres()
     seen: dict[str, object] = {}
-    with pytest.raises(ZeroDivisionError):
-        with throwaway_postgres(tmp_path) as pg:
-            seen.update(dir=pg.cluster_dir, port=pg.port)
-            1 / 0
+    with pytest.raises(RuntimeError), throwaway_postgres(tmp_path) as pg:
+        seen.update(dir=pg.cluster_dir, port=pg.port)
+        raise RuntimeError("the test body fails")
     assert not pathlib.Path(seen["dir"]).exists()
     assert _port_is_closed(int(seen["port"]))
 
@@ -158,7 +156,7 @@ def test_nginx_serves_alias_file_with_range(tmp_path: pathlib.Path, files_dir: p
 class _AccelRedirectHandler(http.server.BaseHTTPRequestHandler):
     """Stands in for tempdl: answers every GET with an X-Accel-Redirect."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("X-Accel-Redirect", "/protected/payload.bin")
         self.send_header("Content-Disposition", 'attachment; filename="payload.bin"')
@@ -196,7 +194,8 @@ def test_nginx_x_accel_redirect_to_internal_location(
         }}
     """
     builder = functools.partial(
-        minimal_nginx_config, server_block=body,
+        minimal_nginx_config,
+        server_block=body,
         http_extra=f"    upstream app {{ server 127.0.0.1:{accel_upstream}; }}",
     )
     with throwaway_nginx(tmp_path, builder) as nginx:
@@ -215,11 +214,10 @@ def test_nginx_is_stopped_when_the_test_body_raises(tmp_path: pathlib.Path, file
     skip_or_fail_without_nginx()
     builder = functools.partial(minimal_nginx_config, server_block="location / { return 204; }")
     seen: dict[str, int] = {}
-    with pytest.raises(ZeroDivisionError):
-        with throwaway_nginx(tmp_path, builder) as nginx:
-            seen.update(pid=nginx.pid, port=nginx.port)
-            assert _get(nginx.url + "/")[0] == 204
-            1 / 0
+    with pytest.raises(RuntimeError), throwaway_nginx(tmp_path, builder) as nginx:
+        seen.update(pid=nginx.pid, port=nginx.port)
+        assert _get(nginx.url + "/")[0] == 204
+        raise RuntimeError("the test body fails")
     assert _port_is_closed(seen["port"])
     with pytest.raises(ProcessLookupError):
         os.kill(seen["pid"], 0)
@@ -228,6 +226,5 @@ def test_nginx_is_stopped_when_the_test_body_raises(tmp_path: pathlib.Path, file
 def test_nginx_start_failure_reports_the_error_log(tmp_path: pathlib.Path) -> None:
     skip_or_fail_without_nginx()
     broken = functools.partial(minimal_nginx_config, server_block="no_such_directive on;")
-    with pytest.raises(engines.EngineStartError, match="no_such_directive"):
-        with throwaway_nginx(tmp_path, broken):
-            pass  # pragma: no cover
+    with pytest.raises(engines.EngineStartError, match="no_such_directive"), throwaway_nginx(tmp_path, broken):
+        pass  # pragma: no cover

@@ -39,12 +39,16 @@ class RefusalMixin:
             self.set_header("Content-Type", "text/html; charset=UTF-8")
             self.write(self.render_string("refusal.html", refusal=refusal, request_id=self.request_id))
 
-    def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001 - Tornado's signature
+    def log_exception(self, typ, value, tb) -> None:
         """Log errors with the request id and the route, never the URI (it may hold a token)."""
         if isinstance(value, HTTPError):
             if value.log_message:
-                log.warning("request_id=%s status=%d %s", self.request_id, value.status_code,
-                            value.log_message % value.args if value.args else value.log_message)
+                log.warning(
+                    "request_id=%s status=%d %s",
+                    self.request_id,
+                    value.status_code,
+                    value.log_message % value.args if value.args else value.log_message,
+                )
         else:
             log.error("request_id=%s uncaught %s", self.request_id, typ.__name__, exc_info=(typ, value, tb))
 
@@ -73,7 +77,9 @@ _GENERIC_ERRORS = {
 
 def write_error_page(handler: RefusalMixin, status_code: int) -> None:
     """Render an HTTP error in both languages; 5xx pages carry the request id that is in the log."""
-    chinese, english = _GENERIC_ERRORS.get(status_code, ("服务器内部错误，请稍后再试。", "Internal server error; please try again later."))
+    chinese, english = _GENERIC_ERRORS.get(
+        status_code, ("服务器内部错误，请稍后再试。", "Internal server error; please try again later.")
+    )
     if status_code >= 500:
         log.error("request_id=%s status=%d unexpected error", handler.request_id, status_code)
     handler.write_refusal(Refusal("error", status_code, "", chinese, english))

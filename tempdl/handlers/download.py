@@ -27,6 +27,7 @@ from tempdl import refusals
 from tempdl.access import Gate, Grant, Refused
 from tempdl.audit import Attempt, AuditLog, AuditUnavailable
 from tempdl.handlers.base import RefusalMixin, write_error_page
+from tempdl.inflight import InFlight
 from tempdl.streaming import send_chunks
 from tempdl.timeutil import Clock, duration_text
 
@@ -49,7 +50,7 @@ def is_preview(headers: httputil.HTTPHeaders) -> bool:
 def content_disposition(name: str) -> str:
     """`attachment` with an ASCII `filename=` and, for other names, RFC 5987 `filename*=`."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    ascii_name = re.sub(r'[^A-Za-z0-9._()+ -]', "_", ascii_name).strip(" .") or "download"
+    ascii_name = re.sub(r"[^A-Za-z0-9._()+ -]", "_", ascii_name).strip(" .") or "download"
     if "." in name and "." not in ascii_name:
         ascii_name += "." + name.rsplit(".", 1)[1].encode("ascii", "ignore").decode() or ""
     header = f'attachment; filename="{ascii_name}"'
@@ -68,11 +69,12 @@ def human_size(size: int) -> str:
 
 
 class DownloadHandler(RefusalMixin, StaticFileHandler):
-    def initialize(self, *, gate: Gate, audit: AuditLog, clock: Clock) -> None:  # type: ignore[override]
+    def initialize(self, *, gate: Gate, audit: AuditLog, clock: Clock, inflight: InFlight) -> None:  # type: ignore[override]
         super().initialize(path=str(gate.catalog.files_dir))
         self.gate = gate
         self.audit = audit
         self.clock = clock
+        self.inflight = inflight
         self.grant: Grant | None = None
         self.attempt: Attempt | None = None
 
@@ -85,6 +87,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             client_ip=self.request.remote_ip,
             user_agent=self.request.headers.get("User-Agent"),
         )
+        self.inflight.enter(self)
         try:
             self.grant = await self.gate.admit(token, attempt, resumes=self._resumes())
             if is_preview(self.request.headers):
@@ -98,6 +101,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             # Nothing is served unrecorded: without the audit database, the answer is 503.
             if not self._headers_written:
                 self.write_refusal(refusals.UNAVAILABLE)
+        finally:
+            self.inflight.leave(self)
 
     # --- the story of a served download --------------------------------------------------------
 

@@ -138,12 +138,7 @@ class MessageCrypto:
         if len(message) >= 1 << (8 * LENGTH_FIELD_SIZE):
             raise ValueError("message too long for WeChat's 4-byte length field")
 
-        plain = (
-            bytes(random_prefix)
-            + len(message).to_bytes(LENGTH_FIELD_SIZE, "big")
-            + bytes(message)
-            + self._app_id
-        )
+        plain = bytes(random_prefix) + len(message).to_bytes(LENGTH_FIELD_SIZE, "big") + bytes(message) + self._app_id
         encryptor = self._cipher.encryptor()
         ciphertext = encryptor.update(_pad(plain)) + encryptor.finalize()
         return base64.b64encode(ciphertext).decode("ascii")

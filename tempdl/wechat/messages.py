@@ -104,4 +104,4 @@ def render_text_reply(incoming: IncomingMessage, text: str, now: int) -> bytes:
         "<MsgType><![CDATA[text]]></MsgType>"
         f"<Content>{cdata(truncate_utf8(text))}</Content>"
         "</xml>"
-    ).encode("utf-8")
+    ).encode()
