@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from tempdl.models import DownloadAttempt, Issuance
 
 T = TypeVar("T")
+log = logging.getLogger("tempdl.audit")
 _issuances = Issuance.__table__
 _attempts = DownloadAttempt.__table__
 
@@ -70,6 +72,12 @@ class Attempt:
         }
 
 
+def _writes(method: Callable[..., T]) -> Callable[..., T]:
+    """Mark a method that writes: its success ends an incident of an unwritable database."""
+    method.writes = True  # type: ignore[attr-defined]
+    return method
+
+
 class AuditUnavailable(Exception):
     """The audit database cannot be written or read right now (locked, read-only, full, gone)."""
 
@@ -78,14 +86,27 @@ class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-audit")
+        self.failing = False  # True from a failed write until the next successful one
 
     async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run one of this store's methods on the audit thread and wait for it without blocking."""
+        """Run one of this store's methods on the audit thread and wait for it without blocking.
+
+        A database error becomes `AuditUnavailable`. It is logged once when an incident starts
+        and once when a write succeeds again, not on every request in between.
+        """
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
-        except DBAPIError as error:
-            raise AuditUnavailable(str(error.orig)) from error
+            result = await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
+        except (DBAPIError, AuditUnavailable) as error:
+            reason = str(getattr(error, "orig", error))
+            if not self.failing:
+                self.failing = True
+                log.error("event=audit_unavailable error=%r: answering 503 until it can be written", reason)
+            raise AuditUnavailable(reason) from error
+        if self.failing and getattr(method, "writes", False):
+            self.failing = False
+            log.warning("event=audit_recovered: the audit database takes writes again")
+        return result
 
     def close(self) -> None:
         """Wait for queued writes to finish, then release the database."""
@@ -94,6 +115,7 @@ class AuditLog:
 
     # --- issuances --------------------------------------------------------------------------
 
+    @_writes
     def create_issuance(
         self,
         *,
@@ -122,6 +144,7 @@ class AuditLog:
             row = connection.execute(select(_issuances).where(_issuances.c.id == issuance_id)).first()
         return None if row is None else IssuanceRecord(**row._mapping)
 
+    @_writes
     def revoke(self, issuance_id: int, at: datetime.datetime) -> bool:
         """Mark an issuance revoked; False when there is no such issuance."""
         with self.engine.begin() as connection:
@@ -134,6 +157,7 @@ class AuditLog:
 
     # --- attempts ---------------------------------------------------------------------------
 
+    @_writes
     def record_attempt(self, attempt: Attempt) -> int:
         """Write a finished attempt (a refusal, a 304, a HEAD, a landing page) in one go."""
         if attempt.finished_at is None:
@@ -143,6 +167,7 @@ class AuditLog:
         attempt.id = int(result.inserted_primary_key[0])
         return attempt.id
 
+    @_writes
     def open_attempt(self, attempt: Attempt, *, download_cap: int | None = None, file_size: int = 0) -> bool:
         """Write the row of a download that is about to send bytes; False when the link is used up.
 
@@ -167,6 +192,7 @@ class AuditLog:
         attempt.id = int(result.inserted_primary_key[0])
         return True
 
+    @_writes
     def close_attempt(self, attempt: Attempt) -> None:
         assert attempt.id is not None and attempt.finished_at is not None
         with self.engine.begin() as connection:
@@ -183,6 +209,7 @@ class AuditLog:
                 )
             )
 
+    @_writes
     def close_abandoned_attempts(self, now: datetime.datetime) -> int:
         """Mark attempts a crash left open (no `finished_at`) as `partial`; return how many."""
         with self.engine.begin() as connection:
@@ -190,6 +217,18 @@ class AuditLog:
                 update(_attempts).where(_attempts.c.finished_at.is_(None)).values(outcome="partial", finished_at=now)
             )
             return result.rowcount
+
+    @_writes
+    def probe_write(self) -> None:
+        """Take the write lock and let go of it: proves the database would accept a write now."""
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                connection.exec_driver_sql("ROLLBACK")
+            else:
+                connection.execute(text("SELECT 1"))
+                if connection.execute(text("SHOW transaction_read_only")).scalar() == "on":
+                    raise AuditUnavailable("the database is read-only")
 
     def completed_downloads(self, issuance_id: int, file_size: int) -> int:
         with self.engine.connect() as connection:

@@ -17,7 +17,7 @@ from tempdl.app import make_app
 from tempdl.audit import AuditLog
 from tempdl.cli import CommandError
 from tempdl.config import Settings
-from tempdl.db import make_engine, upgrade
+from tempdl.db import integrity_problem, make_engine, upgrade
 from tempdl.inflight import InFlight
 from tempdl.timeutil import utc_now
 
@@ -41,6 +41,9 @@ def make_http_server(app, settings: Settings) -> HTTPServer:
 def prepare_audit(settings: Settings) -> AuditLog:
     """Open the audit database, migrate it, and close attempts a crash left open."""
     engine = make_engine(settings.database_url)
+    problem = integrity_problem(engine)
+    if problem:
+        raise CommandError(f"the audit database fails SQLite's integrity check ({problem}); restore a backup")
     upgrade(engine)
     audit = AuditLog(engine)
     closed = audit.close_abandoned_attempts(utc_now())

@@ -15,8 +15,11 @@ only exact figure; tornado is pinned below 7 and tests cut connections mid-file 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
-from collections.abc import Sequence
+import struct
+import termios
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
@@ -71,7 +74,7 @@ async def send_chunks(
                     # Whatever the flush queued (headers, maybe), this chunk was queued last.
                     body_start = stream._total_write_index - len(chunk)
                 queued += len(chunk)
-                await flushed
+                await _flushed_or_stalled(flushed, stream)
     except StreamClosedError:
         pass
     if body_start is None:
@@ -97,7 +100,7 @@ async def send_zero_copy(handler: RequestHandler, path: Path, start: int, length
                 try:
                     count = os.sendfile(socket_fd, source.fileno(), start + sent, min(SENDFILE_BLOCK, length - sent))
                 except BlockingIOError:
-                    if not await _writable(socket_fd, STALLED_CLIENT_TIMEOUT):
+                    if not await _writable(socket_fd, stream):
                         break
                     continue
                 except OSError:  # EPIPE, ECONNRESET: the client went away
@@ -111,17 +114,64 @@ async def send_zero_copy(handler: RequestHandler, path: Path, start: int, length
     return sent
 
 
-async def _writable(fd: int, timeout: float) -> bool:
+async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream) -> None:
+    """Wait for a flush; a client that reads nothing for STALLED_CLIENT_TIMEOUT is disconnected.
+
+    Without this, a client that never reads would hold its connection (and a download slot)
+    forever; memory stays bounded either way, since we write one chunk at a time.
+    """
+    if not await _wait_unless_stalled(asyncio.ensure_future(flushed), stream):
+        stream.close()
+        raise StreamClosedError()
+
+
+async def _writable(fd: int, stream: IOStream) -> bool:
+    """Wait until the socket takes more bytes; False when the client stalls or the stream closed."""
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
+    loop.add_writer(fd, _resolve, ready)
     try:
-        await asyncio.wait_for(ready, timeout)
-        return True
-    except TimeoutError:
-        return False
+        return await _wait_unless_stalled(ready, stream)
     finally:
         loop.remove_writer(fd)
+
+
+async def _wait_unless_stalled(future: asyncio.Future, stream: IOStream) -> bool:
+    """Wait for `future`; False once the stream closed or the client stopped reading.
+
+    "Stopped reading" means the kernel's send queue did not shrink for STALLED_CLIENT_TIMEOUT
+    seconds: a slow phone still drains it, if only a little, and is never cut off. Checked once
+    a second, which also notices a stream Tornado closed (shutdown, idle timeout) while our
+    duplicated descriptor kept the socket open.
+    """
+    still_for = 0.0
+    queued = _unsent_bytes(stream)
+    while True:
+        try:
+            await asyncio.wait_for(asyncio.shield(future), 1.0)
+            return True
+        except TimeoutError:
+            if stream.closed():
+                return False
+            now_queued = _unsent_bytes(stream)
+            still_for = 0.0 if now_queued is not None and queued is not None and now_queued < queued else still_for + 1
+            queued = now_queued
+            if still_for >= STALLED_CLIENT_TIMEOUT:
+                return False
+
+
+def _unsent_bytes(stream: IOStream) -> int | None:
+    """Bytes still in the kernel's send queue (Linux SIOCOUTQ); None where that is unknown."""
+    try:
+        answer = fcntl.ioctl(stream.socket.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError, ValueError):
+        return None
+    return struct.unpack("i", answer)[0]
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _account_for_bytes_sent_outside_tornado(handler: RequestHandler, sent: int, length: int) -> None:

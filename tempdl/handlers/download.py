@@ -103,6 +103,18 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         )
         self.inflight.enter(self)
         try:
+            await self._answer(token, include_body)
+        except AuditUnavailable:
+            # Nothing is served unrecorded: without the audit database, the answer is 503.
+            if not self._headers_written:
+                self.write_refusal(refusals.UNAVAILABLE)
+        finally:
+            self.inflight.leave(self)
+
+    async def _answer(self, token: str, include_body: bool) -> None:
+        attempt = self.attempt
+        assert attempt is not None
+        try:
             self.grant = await self.gate.admit(token, attempt, resumes=self._resumes())
             if is_preview(self.request.headers):
                 await self._show_landing_page()
@@ -111,12 +123,6 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         except Refused as refused:
             log.info("refused reason=%s issuance=%s %s", refused.refusal.reason, attempt.issuance_id, refused.detail)
             await self._refuse(refused.refusal)
-        except AuditUnavailable:
-            # Nothing is served unrecorded: without the audit database, the answer is 503.
-            if not self._headers_written:
-                self.write_refusal(refusals.UNAVAILABLE)
-        finally:
-            self.inflight.leave(self)
 
     # --- the story of a served download --------------------------------------------------------
 
