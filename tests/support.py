@@ -60,9 +60,7 @@ def fresh_nonce() -> str:
     return str(secrets.randbelow(10**10))
 
 
-def wechat_event(
-    event: str, *, event_key: str = "", sender: str = FOLLOWER, create_time: int = 1714036504
-) -> bytes:
+def wechat_event(event: str, *, event_key: str = "", sender: str = FOLLOWER, create_time: int = 1714036504) -> bytes:
     return (
         f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
         f"<FromUserName><![CDATA[{sender}]]></FromUserName>"

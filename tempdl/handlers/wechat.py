@@ -58,6 +58,7 @@ def wechat_handler_arguments(wechat: WeChatSettings, conversation: Conversation,
         "crypto": crypto,
         "retries": RetryMemory(),
         "nonces": NonceLedger(window=wechat.max_clock_skew) if wechat.max_clock_skew else None,
+        "reply_deadline": REPLY_DEADLINE_SECONDS,
     }
 
 
