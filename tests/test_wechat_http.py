@@ -40,7 +40,7 @@ async def test_handshake_with_a_wrong_signature_is_forbidden(fetch):
 
 
 @pytest.mark.gen_test
-async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, wechat_post, settings, files_dir, inflight):
+async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, wechat_post, audit_rows, files_dir):
     response = await wechat_post(text_message("Open Sesame"), openid=FOLLOWER)
     assert response.code == 200
     # Without [[files]], every file is offered under its own name; this test's config has none,
@@ -57,11 +57,10 @@ async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, wechat_p
     download = await fetch(link_path(url))
     assert download.code == 200
     assert download.body == (files_dir / "InstMsiW.exe").read_bytes()
-    assert await inflight.wait_idle(5)  # the attempt row is closed just after the last byte
 
-    issuance = rows(settings.database_url, "SELECT * FROM issuances")
+    issuance = await audit_rows("SELECT * FROM issuances")
     assert [(r["file_id"], r["recipient"], r["channel"]) for r in issuance] == [("InstMsiW.exe", FOLLOWER, "wechat")]
-    attempt = rows(settings.database_url, "SELECT * FROM download_attempts")
+    attempt = await audit_rows("SELECT * FROM download_attempts")
     assert [(r["issuance_id"], r["outcome"], r["http_status"], r["bytes_sent"]) for r in attempt] == [
         (issuance[0]["id"], "ok", 200, 300_000)
     ]
