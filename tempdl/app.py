@@ -15,7 +15,7 @@ from tempdl.conversation import Conversation
 from tempdl.handlers.base import BaseHandler
 from tempdl.handlers.download import DownloadHandler
 from tempdl.handlers.health import HealthHandler
-from tempdl.handlers.wechat import WeChatHandler
+from tempdl.handlers.wechat import WeChatHandler, wechat_handler_arguments
 from tempdl.inflight import InFlight
 from tempdl.issuing import DOWNLOAD_ROUTE, Issuer
 from tempdl.templates import PackageLoader
@@ -68,14 +68,11 @@ def make_app(
     signer = LinkSigner(settings.secret_keys)
     issuer = Issuer(settings, audit, signer)
     gate = Gate(settings, audit, signer, catalog)
-    conversation = Conversation(catalog, issuer, audit)
+    conversation = Conversation(catalog, issuer, audit, welcome=settings.wechat.welcome)
+    wechat = wechat_handler_arguments(settings.wechat, conversation, clock)
     streams = InFlight()
     routes = [
-        (
-            settings.wechat.path,
-            WeChatHandler,
-            {"wechat": settings.wechat, "conversation": conversation, "clock": clock},
-        ),
+        (settings.wechat.path, WeChatHandler, wechat),
         (
             DOWNLOAD_ROUTE + r"([^/]*)",
             DownloadHandler,
@@ -99,6 +96,7 @@ def make_app(
         "tempdl_issuer": issuer,
         "tempdl_catalog": catalog,
         "tempdl_inflight": inflight,
+        "tempdl_wechat_retries": wechat["retries"],
         "tempdl_streams": streams,
     }
     app_settings.update(overrides)

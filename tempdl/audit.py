@@ -82,6 +82,15 @@ class AuditUnavailable(Exception):
     """The audit database cannot be written or read right now (locked, read-only, full, gone)."""
 
 
+class IssuanceCapReached(Exception):
+    """The recipient already had `cap` links within the window; the next may be issued at `retry_at`."""
+
+    def __init__(self, cap: int, retry_at: datetime.datetime) -> None:
+        super().__init__(f"{cap} issuances within the window; next at {retry_at.isoformat()}")
+        self.cap = cap
+        self.retry_at = retry_at
+
+
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -138,6 +147,70 @@ class AuditLog:
                 )
             )
             return int(result.inserted_primary_key[0])
+
+    def create_issuance_within_cap(
+        self,
+        *,
+        file_id: str,
+        recipient: str,
+        channel: str,
+        created_at: datetime.datetime,
+        expires_at: datetime.datetime,
+        max_downloads: int | None,
+        cap: int,
+        window: datetime.timedelta,
+    ) -> int:
+        """Like `create_issuance`, unless `recipient` already had `cap` issuances within `window`.
+
+        Count and insert share one transaction, so two requests at once cannot both slip under
+        the cap, even from two processes. The insert comes first: SQLite takes its write lock
+        there (a count first would run outside the transaction, before pysqlite's implicit
+        BEGIN), so a second writer waits and then counts this row too. PostgreSQL's READ
+        COMMITTED would let two transactions miss each other's rows, so there a transaction-scoped
+        advisory lock on the recipient serializes them. Over the cap, the transaction rolls back
+        and `IssuanceCapReached` says when the oldest counted issuance leaves the window.
+        """
+        if cap < 1:
+            raise ValueError("cap must be at least 1")
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:recipient))"), {"recipient": recipient})
+            issuance_id = int(
+                connection.execute(
+                    insert(_issuances).values(
+                        file_id=file_id,
+                        recipient=recipient,
+                        channel=channel,
+                        created_at=created_at,
+                        expires_at=expires_at,
+                        max_downloads=max_downloads,
+                    )
+                ).inserted_primary_key[0]
+            )
+            # The cap-th most recent earlier issuance in the window: if there is one, we are over.
+            blocking = connection.execute(
+                select(_issuances.c.created_at)
+                .where(
+                    _issuances.c.recipient == recipient,
+                    _issuances.c.created_at > created_at - window,
+                    _issuances.c.id != issuance_id,
+                )
+                .order_by(_issuances.c.created_at.desc())
+                .limit(1)
+                .offset(cap - 1)
+            ).scalar()
+            if blocking is not None:
+                raise IssuanceCapReached(cap, blocking + window)
+        return issuance_id
+
+    def issuances_since(self, recipient: str, since: datetime.datetime) -> int:
+        """How many links `recipient` was sent after `since` (any channel)."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(func.count())
+                .select_from(_issuances)
+                .where(_issuances.c.recipient == recipient, _issuances.c.created_at > since)
+            ).scalar_one()
 
     def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
         with self.engine.connect() as connection:

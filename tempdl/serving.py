@@ -52,6 +52,15 @@ def prepare_audit(settings: Settings) -> AuditLog:
     return audit
 
 
+def wechat_modes(settings: Settings) -> str:
+    """What the start-up line says about the WeChat endpoint: which message modes will work."""
+    if not settings.wechat.token:
+        return "not configured (set wechat.token)"
+    if settings.wechat.encoding_aes_key and settings.wechat.app_id:
+        return "live: plain, compatible and safe mode"
+    return "live: plain mode; set wechat.app_id and wechat.encoding_aes_key for safe mode"
+
+
 async def serve_until_stopped(settings: Settings) -> None:
     audit = prepare_audit(settings)
     inflight = InFlight()
@@ -67,7 +76,7 @@ async def serve_until_stopped(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    wechat_state = "live" if settings.wechat.token else "not configured (set wechat.token)"
+    wechat_state = wechat_modes(settings)
     log.info(
         "tempdl listening on http://%s:%d config=%s public_url=%s wechat=%s (%s) files_dir=%s",
         settings.address,
