@@ -13,12 +13,14 @@ import signal
 
 from tornado.httpserver import HTTPServer
 
+from tempdl import __version__
 from tempdl.app import make_app
 from tempdl.audit import AuditLog
 from tempdl.cli import CommandError
 from tempdl.config import Settings
 from tempdl.db import make_engine, upgrade
 from tempdl.inflight import InFlight
+from tempdl.logfields import quoted
 from tempdl.timeutil import utc_now
 
 log = logging.getLogger("tempdl.server")
@@ -26,6 +28,8 @@ log = logging.getLogger("tempdl.server")
 MAX_HEADER_BYTES = 16 * 1024
 IDLE_CONNECTION_TIMEOUT = 60
 BODY_TIMEOUT = 30
+CLOSING_WAIT = 5
+"""Seconds, after shutdown_grace, for closed downloads to write their last audit rows."""
 
 
 def make_http_server(app, settings: Settings) -> HTTPServer:
@@ -45,7 +49,7 @@ def prepare_audit(settings: Settings) -> AuditLog:
     audit = AuditLog(engine)
     closed = audit.close_abandoned_attempts(utc_now())
     if closed:
-        log.warning("closed %d download attempts left open by an earlier crash (now partial)", closed)
+        log.warning("event=recovered_attempts count=%d outcome=partial cause=earlier_crash", closed)
     return audit
 
 
@@ -60,31 +64,35 @@ async def serve_until_stopped(settings: Settings) -> None:
         audit.close()
         raise CommandError(f"cannot listen on {settings.address}:{settings.port}: {error.strerror}") from None
 
+    host = f"[{settings.address}]" if ":" in settings.address else settings.address
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    wechat_state = "live" if settings.wechat.token else "not configured (set wechat.token)"
     log.info(
-        "tempdl listening on http://%s:%d config=%s public_url=%s wechat=%s (%s) files_dir=%s",
+        "event=listening address=%s port=%d url=http://%s:%d config=%s public_url=%s wechat_path=%s wechat=%s "
+        "files_dir=%s version=%s",
         settings.address,
         settings.port,
-        settings.config_path or "none (defaults)",
+        host,
+        settings.port,
+        quoted(settings.config_path or "none"),
         settings.public_url,
         settings.wechat.path,
-        wechat_state,
-        settings.files_dir,
+        "live" if settings.wechat.token else "not_configured",
+        quoted(settings.files_dir),
+        __version__,
     )
     await stop.wait()
 
-    log.info("shutting down: %d requests in flight, waiting up to %ds", len(inflight), settings.shutdown_grace)
+    log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)
     server.stop()
     if not await inflight.wait_idle(settings.shutdown_grace):
-        log.warning("closing %d downloads still running after %ds", len(inflight), settings.shutdown_grace)
+        log.warning("event=grace_expired closing=%d grace_s=%d", len(inflight), settings.shutdown_grace)
     await server.close_all_connections()
-    await inflight.wait_idle(5)
+    await inflight.wait_idle(CLOSING_WAIT)
     audit.close()
-    log.info("stopped; every audit row is committed")
+    log.info("event=stopped audit=committed")
 
 
 def run_server(settings: Settings) -> int:

@@ -28,6 +28,7 @@ from tempdl.access import Gate, Grant, Refused
 from tempdl.audit import Attempt, AuditLog, AuditUnavailable
 from tempdl.handlers.base import RefusalMixin, write_error_page
 from tempdl.inflight import InFlight
+from tempdl.logfields import quoted
 from tempdl.streaming import send_chunks
 from tempdl.timeutil import Clock, duration_text
 
@@ -95,7 +96,12 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             else:
                 await self._serve(include_body)
         except Refused as refused:
-            log.info("refused reason=%s issuance=%s %s", refused.refusal.reason, attempt.issuance_id, refused.detail)
+            log.info(
+                "event=download_refused reason=%s issuance=%s detail=%s",
+                refused.refusal.reason,
+                attempt.issuance_id,
+                quoted(refused.detail),
+            )
             await self._refuse(refused.refusal)
         except AuditUnavailable:
             # Nothing is served unrecorded: without the audit database, the answer is 503.
