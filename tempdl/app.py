@@ -19,6 +19,7 @@ from tempdl.handlers.wechat import WeChatHandler
 from tempdl.inflight import InFlight
 from tempdl.issuing import DOWNLOAD_ROUTE, Issuer
 from tempdl.templates import PackageLoader
+from tempdl.throttle import RateLimiter
 from tempdl.timeutil import Clock, utc_now
 from tempdl.tokens import LinkSigner
 
@@ -68,6 +69,7 @@ def make_app(
     issuer = Issuer(settings, audit, signer)
     gate = Gate(settings, audit, signer, catalog)
     conversation = Conversation(catalog, issuer, audit)
+    streams = InFlight()
     routes = [
         (
             settings.wechat.path,
@@ -77,7 +79,15 @@ def make_app(
         (
             DOWNLOAD_ROUTE + r"([^/]*)",
             DownloadHandler,
-            {"gate": gate, "audit": audit, "clock": clock, "inflight": inflight},
+            {
+                "gate": gate,
+                "audit": audit,
+                "clock": clock,
+                "inflight": inflight,
+                "streams": streams,
+                "shared_limiter": RateLimiter(settings.limits.total_rate) if settings.limits.total_rate else None,
+                "use_sendfile": settings.sendfile,
+            },
         ),
         (r"/healthz", HealthHandler, {"audit": audit}),
     ]
@@ -89,6 +99,7 @@ def make_app(
         "tempdl_issuer": issuer,
         "tempdl_catalog": catalog,
         "tempdl_inflight": inflight,
+        "tempdl_streams": streams,
     }
     app_settings.update(overrides)
     return Application(routes, **app_settings)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from tempdl.models import DownloadAttempt, Issuance
@@ -143,17 +143,29 @@ class AuditLog:
         attempt.id = int(result.inserted_primary_key[0])
         return attempt.id
 
-    def open_attempt(self, attempt: Attempt) -> int:
-        """Write the row of a download that is about to send bytes.
+    def open_attempt(self, attempt: Attempt, *, download_cap: int | None = None, file_size: int = 0) -> bool:
+        """Write the row of a download that is about to send bytes; False when the link is used up.
 
-        It starts as `partial` with no `finished_at`, so a crash mid-download still leaves an
-        honest row behind; `close_attempt` fills in what really happened.
+        The row starts as `partial` with no `finished_at`, so a crash mid-download still leaves an
+        honest row behind; `close_attempt` fills in what really happened. With a `download_cap`,
+        the check and the insert are one transaction holding the issuance row (FOR UPDATE on
+        PostgreSQL; SQLite allows one writer at a time), so two servers racing for the last
+        allowed download cannot both win.
         """
         attempt.finished_at = None
         with self.engine.begin() as connection:
+            if download_cap and attempt.issuance_id is not None:
+                connection.execute(
+                    select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update()
+                )
+                used = _completed_downloads(connection, attempt.issuance_id, file_size)
+                if attempt.range_start == 0:
+                    used += _fresh_downloads_in_flight(connection, attempt.issuance_id)
+                if used >= download_cap:
+                    return False
             result = connection.execute(insert(_attempts).values(attempt.row()))
         attempt.id = int(result.inserted_primary_key[0])
-        return attempt.id
+        return True
 
     def close_attempt(self, attempt: Attempt) -> None:
         assert attempt.id is not None and attempt.finished_at is not None
@@ -179,6 +191,20 @@ class AuditLog:
             )
             return result.rowcount
 
+    def completed_downloads(self, issuance_id: int, file_size: int) -> int:
+        with self.engine.connect() as connection:
+            return _completed_downloads(connection, issuance_id, file_size)
+
+    def recipient_bytes_since(self, recipient: str, since: datetime.datetime) -> int:
+        """Body bytes sent on all links of one recipient since a moment (the daily allowance)."""
+        with self.engine.connect() as connection:
+            total = connection.execute(
+                select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0))
+                .select_from(_attempts.join(_issuances, _attempts.c.issuance_id == _issuances.c.id))
+                .where(_issuances.c.recipient == recipient, _attempts.c.started_at >= since)
+            ).scalar_one()
+        return int(total)
+
     def started_download_before(self, issuance_id: int, moment: datetime.datetime) -> bool:
         """Whether bytes of this link started flowing before `moment` (resume after expiry)."""
         with self.engine.connect() as connection:
@@ -193,3 +219,28 @@ class AuditLog:
                 .limit(1)
             ).first()
         return found is not None
+
+
+def _completed_downloads(connection: Connection, issuance_id: int, file_size: int) -> int:
+    """Complete downloads of a link: all the body bytes it sent, in whole files.
+
+    A download fetched as several Range requests (download managers, resumes after a dropped
+    connection) counts once, when its pieces add up to the whole file.
+    """
+    sent = connection.execute(
+        select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0)).where(
+            _attempts.c.issuance_id == issuance_id, _attempts.c.outcome.in_(("ok", "partial"))
+        )
+    ).scalar_one()
+    return int(sent) // file_size if file_size > 0 else 0
+
+
+def _fresh_downloads_in_flight(connection: Connection, issuance_id: int) -> int:
+    """Downloads of a link from byte 0 that are still running: each will use up one download."""
+    return connection.execute(
+        select(func.count()).where(
+            _attempts.c.issuance_id == issuance_id,
+            _attempts.c.finished_at.is_(None),
+            _attempts.c.range_start == 0,
+        )
+    ).scalar_one()

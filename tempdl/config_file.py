@@ -99,7 +99,12 @@ KEYS = (
         '"/_tempdl_files/"',
         'With serve_mode = "x-accel": the nginx `internal` location that maps to files_dir.',
     ),
-    Documented("sendfile", "true", "Let the operating system copy file bytes to the socket where it can."),
+    Documented(
+        "sendfile",
+        "true",
+        "Zero-copy sendfile() for plain-HTTP downloads (the kernel copies file to socket); false copies "
+        "through Python.",
+    ),
     Documented("wechat.path", '"/wechat"', "URL path of the WeChat endpoint."),
     Documented(
         "wechat.token",

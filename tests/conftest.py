@@ -18,7 +18,7 @@ from tempdl.audit import AuditLog
 from tempdl.config import ensure_secret_keys, load_settings
 from tempdl.inflight import InFlight
 from tempdl.serving import make_http_server, prepare_audit
-from tests.support import FakeClock, sample_files
+from tests.support import FakeClock, rows, sample_files
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -111,3 +111,14 @@ def issue_link(app, audit: AuditLog, clock: FakeClock):
         return urllib.parse.urlsplit(issued.url).path
 
     return _issue
+
+
+@pytest.fixture
+def audit_rows(settings, inflight: InFlight):
+    """`await audit_rows(sql)`: read the audit DB once every download in flight has written its row."""
+
+    async def _rows(sql: str, *params) -> list:
+        assert await inflight.wait_idle(5), "a download did not finish"
+        return rows(settings.database_url, sql, *params)
+
+    return _rows

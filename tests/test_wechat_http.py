@@ -40,7 +40,7 @@ async def test_handshake_with_a_wrong_signature_is_forbidden(fetch):
 
 
 @pytest.mark.gen_test
-async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, settings, files_dir):
+async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, audit_rows, files_dir):
     response = await fetch(f"/wechat?{signed_query(openid=FOLLOWER)}", method="POST", body=text_message("Open Sesame"))
     assert response.code == 200
     # Without [[files]], every file is offered under its own name; this test's config has none.
@@ -57,9 +57,9 @@ async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, settings
     assert download.code == 200
     assert download.body == (files_dir / "InstMsiW.exe").read_bytes()
 
-    issuance = rows(settings.database_url, "SELECT * FROM issuances")
+    issuance = await audit_rows("SELECT * FROM issuances")
     assert [(r["file_id"], r["recipient"], r["channel"]) for r in issuance] == [("InstMsiW.exe", FOLLOWER, "wechat")]
-    attempt = rows(settings.database_url, "SELECT * FROM download_attempts")
+    attempt = await audit_rows("SELECT * FROM download_attempts")
     assert [(r["issuance_id"], r["outcome"], r["http_status"], r["bytes_sent"]) for r in attempt] == [
         (issuance[0]["id"], "ok", 200, 300_000)
     ]
