@@ -52,7 +52,7 @@ def log_request(handler: RequestHandler) -> None:
     attempt = getattr(handler, "attempt", None)
     if attempt is not None:
         fields += [f"attempt={attempt.id}", f"outcome={attempt.outcome}", f"bytes={attempt.bytes_sent}"]
-    access_log.log(level, "request %s", " ".join(fields))
+    access_log.log(level, "event=request %s", " ".join(fields))
 
 
 def make_app(

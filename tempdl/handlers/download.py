@@ -27,6 +27,7 @@ from tempdl.access import Gate, Grant, Refused
 from tempdl.audit import Attempt, AuditLog, AuditUnavailable
 from tempdl.handlers.base import RefusalMixin, write_error_page
 from tempdl.inflight import InFlight
+from tempdl.logfields import quoted
 from tempdl.streaming import CHUNK_SIZE, send_chunks, send_zero_copy, zero_copy_possible
 from tempdl.throttle import RateLimiter, chunk_size_for
 from tempdl.timeutil import Clock, duration_text
@@ -121,7 +122,12 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             else:
                 await self._serve(include_body)
         except Refused as refused:
-            log.info("refused reason=%s issuance=%s %s", refused.refusal.reason, attempt.issuance_id, refused.detail)
+            log.info(
+                "event=download_refused reason=%s issuance=%s detail=%s",
+                refused.refusal.reason,
+                attempt.issuance_id,
+                quoted(refused.detail),
+            )
             await self._refuse(refused.refusal)
 
     # --- the story of a served download --------------------------------------------------------
