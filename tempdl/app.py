@@ -84,6 +84,8 @@ def make_app(
                 "streams": streams,
                 "shared_limiter": RateLimiter(settings.limits.total_rate) if settings.limits.total_rate else None,
                 "use_sendfile": settings.sendfile,
+                "serve_mode": settings.serve_mode,
+                "x_accel_prefix": settings.x_accel_prefix,
             },
         ),
         (r"/healthz", HealthHandler, {"audit": audit}),

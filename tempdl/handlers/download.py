@@ -80,6 +80,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         streams: InFlight,
         shared_limiter: RateLimiter | None,
         use_sendfile: bool,
+        serve_mode: str,
+        x_accel_prefix: str,
     ) -> None:
         super().initialize(path=str(gate.catalog.files_dir))
         self.gate = gate
@@ -90,6 +92,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.shared_limiter = shared_limiter  # limits.total_rate, shared by all downloads
         self.limits = gate.settings.limits
         self.use_sendfile = use_sendfile
+        self.serve_mode = serve_mode
+        self.x_accel_prefix = x_accel_prefix
         self.grant: Grant | None = None
         self.attempt: Attempt | None = None
 
@@ -97,7 +101,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         return self.get(token, include_body=False)
 
     async def get(self, token: str, include_body: bool = True) -> None:  # type: ignore[override]
-        attempt = self.attempt = Attempt(
+        self.attempt = Attempt(
             started_at=self.clock(),
             client_ip=self.request.remote_ip,
             user_agent=self.request.headers.get("User-Agent"),
@@ -136,6 +140,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         grant, attempt = self.grant, self.attempt
         assert grant is not None and attempt is not None
         self.path = grant.offered.path
+        if self.serve_mode == "x-accel":
+            return await self._hand_to_nginx(include_body)
         try:
             self.absolute_path = self.validate_absolute_path(self.root, str(grant.path))
         except HTTPError:
@@ -173,6 +179,30 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             self.streams.leave(self)
         attempt.outcome = "ok" if attempt.bytes_sent == end - start else "partial"
         await self._close_attempt()
+
+    async def _hand_to_nginx(self, include_body: bool) -> None:
+        """x-accel mode: we decide and record; nginx sends the bytes (Range, HEAD, 304) with sendfile.
+
+        The attempt row stays open until `ingest-nginx-log` fills in what nginx really sent, found
+        by the attempt id we put in the X-Tempdl-Attempt header. Content-Type, Content-Disposition
+        and Cache-Control pass through nginx's internal redirect unchanged.
+        """
+        grant, attempt = self.grant, self.attempt
+        assert grant is not None and attempt is not None
+        self.set_header("Content-Type", self.get_content_type())
+        self.set_extra_headers(self.path)
+        self.set_header("X-Accel-Redirect", self.x_accel_prefix + urllib.parse.quote(grant.offered.path))
+        if self.limits.rate_per_download:
+            self.set_header("X-Accel-Limit-Rate", str(self.limits.rate_per_download))
+        self.modified = None
+        span = self._requested_span(grant.size)
+        if span is not None:
+            attempt.range_start, attempt.range_end = span[0], span[1] - 1
+        if not include_body:
+            return await self._record(outcome="ok")
+        if not await self._open_attempt():
+            raise Refused(refusals.USED_UP, f"issuance {grant.issuance.id}: last download already taken")
+        self.set_header("X-Tempdl-Attempt", str(attempt.id))
 
     async def _send_body(self, start: int, length: int) -> int:
         """Zero-copy when the socket allows and nothing throttles; else chunks through Tornado."""
