@@ -246,13 +246,18 @@ class AuditLog:
 
         The row starts as `partial` with no `finished_at`, so a crash mid-download still leaves an
         honest row behind; `close_attempt` fills in what really happened. With a `download_cap`,
-        the check and the insert are one transaction holding the issuance row (FOR UPDATE on
-        PostgreSQL; SQLite allows one writer at a time), so two servers racing for the last
-        allowed download cannot both win.
+        the check and the insert are one transaction that first locks, then counts: FOR UPDATE on
+        the issuance row on PostgreSQL (at READ COMMITTED, see `db.make_engine`, the count then
+        sees every claim committed before the lock was granted), SQLite's write lock taken up
+        front with BEGIN IMMEDIATE (pysqlite would otherwise run the count before its implicit
+        BEGIN, outside the transaction). So two servers racing for the last allowed download
+        cannot both win.
         """
         attempt.finished_at = None
         with self.engine.begin() as connection:
             if download_cap and attempt.issuance_id is not None:
+                if connection.dialect.name == "sqlite":
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
                 connection.execute(
                     select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update()
                 )
@@ -283,12 +288,19 @@ class AuditLog:
             )
 
     @_writes
-    def close_abandoned_attempts(self, now: datetime.datetime) -> int:
-        """Mark attempts a crash left open (no `finished_at`) as `partial`; return how many."""
+    def close_abandoned_attempts(
+        self, now: datetime.datetime, *, started_before: datetime.datetime | None = None
+    ) -> int:
+        """Mark attempts a crash left open (no `finished_at`) as `partial`; return how many.
+
+        With `started_before`, only attempts that started earlier: on a database other processes
+        share, or whose rows nginx's log still has to finish, an open row may be alive.
+        """
+        conditions = [_attempts.c.finished_at.is_(None)]
+        if started_before is not None:
+            conditions.append(_attempts.c.started_at < started_before)
         with self.engine.begin() as connection:
-            result = connection.execute(
-                update(_attempts).where(_attempts.c.finished_at.is_(None)).values(outcome="partial", finished_at=now)
-            )
+            result = connection.execute(update(_attempts).where(*conditions).values(outcome="partial", finished_at=now))
             return result.rowcount
 
     @_writes

@@ -158,6 +158,25 @@ def _timezone(value: Any) -> str:
     return text
 
 
+def _database_url(value: Any) -> str:
+    """A SQLAlchemy URL; plain `postgresql://` (and Heroku-style `postgres://`) mean psycopg 3.
+
+    SQLAlchemy's default PostgreSQL driver is psycopg2, which tempdl does not install; operators
+    paste the URL their provider gives them, so we pick the driver we ship.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    text = _text(value)
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ValueError("must be a URL like sqlite:///data/tempdl.sqlite3 or postgresql://user@host/db") from None
+    if url.drivername in {"postgresql", "postgres"}:
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return text
+
+
 def _serve_mode(value: Any) -> str:
     text = _text(value)
     if text not in {"direct", "x-accel"}:
@@ -201,7 +220,7 @@ _KEYS = (
     _Key("public_url", _public_url),
     _Key("files_dir", _text),
     _Key("data_dir", _text, flag="data_dir"),
-    _Key("database_url", _text),
+    _Key("database_url", _database_url),
     _Key("secret_keys", _secret_keys),
     _Key("link_ttl", _non_negative_int),
     _Key("resume_grace", _non_negative_int),

@@ -1,8 +1,13 @@
 """The audit database: engine set-up and schema migrations.
 
 SQLite is tuned for many small writes from one process (WAL, a busy timeout, synchronous=NORMAL,
-which in WAL mode stays consistent after a crash); any other SQLAlchemy URL (PostgreSQL) is used
-as it is. The schema only ever changes through Alembic revisions in `migrations/`.
+which in WAL mode stays consistent after a crash). PostgreSQL, shared by several tempdl processes,
+runs every transaction at READ COMMITTED whatever the server's default: the counted limits lock
+first and count second (`AuditLog.open_attempt`, `create_issuance_within_cap`), which is only
+right when each statement sees what other transactions committed before it started. Under
+REPEATABLE READ the count would read the snapshot taken before the lock was granted, and two
+servers could both take the last download. The schema only ever changes through Alembic
+revisions in `migrations/`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ def _migrations_dir() -> Path:
 def make_engine(database_url: str) -> Engine:
     """Create the engine for `database_url`, creating the SQLite file's folder if needed."""
     url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if url.database and url.database != ":memory:":

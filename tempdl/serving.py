@@ -8,6 +8,7 @@ waits for every audit write to be committed, and exits 0.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import signal
 
@@ -30,6 +31,8 @@ IDLE_CONNECTION_TIMEOUT = 60
 BODY_TIMEOUT = 30
 CLOSING_WAIT = 5
 """Seconds, after shutdown_grace, for closed downloads to write their last audit rows."""
+STALE_OPEN_ATTEMPT = datetime.timedelta(days=1)
+"""An attempt row still open this long after it started belongs to no live download or log."""
 
 
 def make_http_server(app, settings: Settings) -> HTTPServer:
@@ -50,10 +53,25 @@ def prepare_audit(settings: Settings) -> AuditLog:
         raise CommandError(f"the audit database fails SQLite's integrity check ({problem}); restore a backup")
     upgrade(engine)
     audit = AuditLog(engine)
-    closed = audit.close_abandoned_attempts(utc_now())
+    now = utc_now()
+    closed = audit.close_abandoned_attempts(now, started_before=_abandoned_before(settings, engine, now))
     if closed:
         log.warning("event=recovered_attempts count=%d outcome=partial cause=earlier_crash", closed)
     return audit
+
+
+def _abandoned_before(settings: Settings, engine, now: datetime.datetime) -> datetime.datetime | None:
+    """Which open attempt rows a starting server may call abandoned (None: all of them).
+
+    Alone on its SQLite file, every open row is a download an earlier run of this server never
+    finished. On a shared database (PostgreSQL) another process may be streaming right now, and
+    in x-accel mode an open row waits for `ingest-nginx-log` to say what nginx sent: closing
+    those would free a download slot while it is in use, or lose the bytes. There, only rows
+    older than `STALE_OPEN_ATTEMPT` are closed.
+    """
+    if engine.dialect.name == "sqlite" and settings.serve_mode == "direct":
+        return None
+    return now - STALE_OPEN_ATTEMPT
 
 
 def wechat_modes(settings: Settings) -> str:

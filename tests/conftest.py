@@ -1,7 +1,12 @@
-"""Shared fixtures: a fresh tempdl app on a temporary SQLite database, with a clock tests control.
+"""Shared fixtures: a fresh tempdl app on a temporary database, with a clock tests control.
 
 pytest-tornado's `app` fixture is ours; its `http_server` is replaced by one built the way
 `serve` builds it, so the tests exercise the real header limits and timeouts.
+
+The database is SQLite, or, for test modules marked `both_databases`, SQLite and PostgreSQL: each
+such test runs twice (`[sqlite]`, `[postgresql]`; select with `-m postgres`). The PostgreSQL runs
+share one throw-away cluster for the whole session and get a fresh database each, copied from a
+template that is already migrated (tests/databases.py).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from tempdl.audit import AuditLog
 from tempdl.config import ensure_secret_keys, load_settings
 from tempdl.inflight import InFlight
 from tempdl.serving import make_http_server, prepare_audit
+from tests.databases import BOTH_DATABASES, PostgresDatabases
 from tests.support import FakeClock, fresh_nonce, rows, sample_files, signed_query
 
 
@@ -26,6 +32,47 @@ def pytest_configure(config: pytest.Config) -> None:
     # 6.2; filter exactly those, not warnings in general.
     config.addinivalue_line("filterwarnings", "ignore:make_current is deprecated:DeprecationWarning")
     config.addinivalue_line("filterwarnings", "ignore:clear_current is deprecated:DeprecationWarning")
+    for marker in (
+        "both_databases: the module's database tests run on SQLite and on PostgreSQL (tests/conftest.py)",
+        "sqlite_only: keep this test on SQLite inside a both_databases module (it pokes SQLite directly)",
+        "postgres: the PostgreSQL run of a test (select with -m postgres, leave out with -m 'not postgres')",
+    ):
+        config.addinivalue_line("markers", marker)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests in `both_databases` modules that use the database run on SQLite and on PostgreSQL."""
+    node = metafunc.definition
+    if (
+        "database_kind" in metafunc.fixturenames
+        and node.get_closest_marker("both_databases")
+        and not node.get_closest_marker("sqlite_only")
+    ):
+        metafunc.parametrize("database_kind", BOTH_DATABASES, indirect=True)
+
+
+@pytest.fixture
+def database_kind(request) -> str:
+    """`sqlite`, or what `pytest_generate_tests` chose for this run of the test."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_databases(tmp_path_factory):
+    """One throw-away PostgreSQL cluster for the session (skips, or fails under CI=true, without one)."""
+    with PostgresDatabases.started(tmp_path_factory.mktemp("postgres")) as databases:
+        yield databases
+
+
+@pytest.fixture
+def database_url(request, database_kind: str, tmp_path: Path):
+    """The audit database of this test: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
+    if database_kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'tempdl.sqlite3'}"
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    with databases.fresh() as url:
+        yield url
 
 
 @pytest.fixture
@@ -40,12 +87,13 @@ def config_text() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, files_dir: Path, config_text: str, http_port: int):
+def settings(tmp_path: Path, files_dir: Path, config_text: str, http_port: int, database_url: str):
     config = tmp_path / "tempdl.toml"
     config.write_text(config_text, encoding="utf-8")
     environ = {
         "TEMPDL_FILES_DIR": str(files_dir),
         "TEMPDL_DATA_DIR": str(tmp_path / "data"),
+        "TEMPDL_DATABASE_URL": database_url,
         "TEMPDL_PUBLIC_URL": f"http://127.0.0.1:{http_port}",
         "TEMPDL_WECHAT_TOKEN": "AAAAA",
     }

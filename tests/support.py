@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import re
 import secrets
-import sqlite3
 import urllib.parse
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from tempdl.wechat.signature import sha1_signature
 
@@ -90,12 +93,55 @@ def text_message(
     ).encode()
 
 
-def rows(database: Path | str, sql: str, *params) -> list[sqlite3.Row]:
-    """Read the audit database the way an operator would, with the sqlite3 module."""
-    path = str(database).removeprefix("sqlite:///")
-    with sqlite3.connect(path) as connection:
-        connection.row_factory = sqlite3.Row
-        return connection.execute(sql, params).fetchall()
+class Row(tuple):
+    """One result row: a tuple that can also be read by column name, as `sqlite3.Row` can."""
+
+    _names: dict[str, int]
+
+    def __new__(cls, names: list[str], values) -> Row:
+        row = super().__new__(cls, values)
+        row._names = {name: index for index, name in enumerate(names)}
+        return row
+
+    def __getitem__(self, key):  # type: ignore[override]
+        return super().__getitem__(self._names[key] if isinstance(key, str) else key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+_SQLITE_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?")
+
+
+def _plain(value):
+    """SQLite hands timestamps back as text; PostgreSQL as naive datetimes. Both mean naive UTC."""
+    if isinstance(value, str) and _SQLITE_TIMESTAMP.fullmatch(value):
+        return datetime.datetime.fromisoformat(value)
+    return value
+
+
+def database_url_of(database: Path | str) -> str:
+    """A SQLAlchemy URL for a URL, or for the path of a SQLite file."""
+    text = str(database)
+    return text if "://" in text else f"sqlite:///{text}"
+
+
+def rows(database: Path | str, sql: str, *params) -> list[Row]:
+    """Read the audit database the way an operator would: plain SQL, on SQLite or PostgreSQL.
+
+    `?` placeholders take `params` in order, as with the sqlite3 module. Timestamps come back as
+    naive UTC datetimes on both databases (that is how `UTCDateTime` stores them).
+    """
+    names = iter(range(len(params)))
+    statement = re.sub(r"\?", lambda _: f":p{next(names)}", sql)
+    engine = create_engine(database_url_of(database), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            result = connection.execute(text(statement), {f"p{i}": value for i, value in enumerate(params)})
+            columns = list(result.keys())
+            return [Row(columns, [_plain(value) for value in record]) for record in result]
+    finally:
+        engine.dispose()
 
 
 def link_path(url: str) -> str:

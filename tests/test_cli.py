@@ -1,4 +1,7 @@
-"""The command line as operators use it: real subprocesses, one-line errors, exit codes."""
+"""The command line as operators use it: real subprocesses, one-line errors, exit codes.
+
+Each test runs against SQLite and PostgreSQL: `workdir` holds a tempdl.toml naming the database.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +18,13 @@ from tests.support import env_without_tempdl, rows, sample_files
 
 REPO = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
+def workdir(tmp_path: Path, database_url: str) -> Path:
     sample_files(tmp_path / "static_files")
+    (tmp_path / "tempdl.toml").write_text(f'database_url = "{database_url}"\n', encoding="utf-8")
     return tmp_path
 
 
@@ -33,12 +39,12 @@ def run(workdir: Path, *args: str, env: dict | None = None) -> subprocess.Comple
     )
 
 
-def test_issue_prints_only_the_link_and_records_the_issuance(workdir):
+def test_issue_prints_only_the_link_and_records_the_issuance(workdir, database_url):
     result = run(workdir, "issue", "hello.txt", "--to", "alice", "--ttl", "120", "--max-downloads", "2")
     assert result.returncode == 0, result.stderr
     [link] = result.stdout.splitlines()
     assert link.startswith("http://127.0.0.1:8000/api/get_file/")
-    [row] = rows(workdir / "data" / "tempdl.sqlite3", "SELECT * FROM issuances")
+    [row] = rows(database_url, "SELECT * FROM issuances")
     assert (row["file_id"], row["recipient"], row["channel"], row["max_downloads"]) == ("hello.txt", "alice", "cli", 2)
 
 
@@ -70,7 +76,7 @@ def test_stats_on_an_empty_database_is_friendly(workdir):
     assert "No downloads yet" in result.stdout
 
 
-def test_stats_formats_and_revoke(workdir):
+def test_stats_formats_and_revoke(workdir, database_url):
     link = run(workdir, "issue", "hello.txt", "--to", "bob").stdout.strip()
     table = run(workdir, "stats", "--by", "file")
     assert "Links issued:        1" in table.stdout and "hello.txt" in table.stdout
@@ -81,7 +87,7 @@ def test_stats_formats_and_revoke(workdir):
 
     revoked = run(workdir, "revoke", link)
     assert revoked.returncode == 0, revoked.stderr
-    assert rows(workdir / "data" / "tempdl.sqlite3", "SELECT revoked_at FROM issuances")[0]["revoked_at"]
+    assert rows(database_url, "SELECT revoked_at FROM issuances")[0]["revoked_at"]
     assert run(workdir, "revoke", "999").returncode == 1
     assert run(workdir, "revoke", "http://x/api/get_file/forged.token.here").returncode == 1
 

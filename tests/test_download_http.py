@@ -11,6 +11,8 @@ import pytest
 
 from tests.support import rows
 
+pytestmark = pytest.mark.both_databases
+
 BIG = 300_000
 
 

@@ -11,6 +11,8 @@ from tempdl.app import make_app
 from tempdl.throttle import RateLimiter, chunk_size_for
 from tests.support import rows
 
+pytestmark = pytest.mark.both_databases
+
 SIZE = 300_000
 
 

@@ -1,7 +1,8 @@
-"""The schema: migrations and models agree, and the tables are what operators expect."""
+"""The schema: migrations and models agree, and the tables are what operators expect, on both databases."""
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -9,17 +10,34 @@ from sqlalchemy import inspect
 from tempdl.db import make_engine, upgrade
 from tempdl.models import Base
 
+pytestmark = pytest.mark.both_databases
 
-def test_migrations_match_the_models(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path}/audit.sqlite3")
+
+@pytest.fixture
+def empty_database(request, database_kind: str, tmp_path):
+    """A database no migration has run on yet: a new SQLite file, or a new PostgreSQL database."""
+    if database_kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/audit.sqlite3"
+        return
+    with request.getfixturevalue("postgres_databases").fresh(migrated=False) as url:
+        yield url
+
+
+@pytest.fixture
+def engine(empty_database: str):
+    engine = make_engine(empty_database)
+    yield engine
+    engine.dispose()
+
+
+def test_migrations_match_the_models(engine):
     upgrade(engine)
     upgrade(engine)  # idempotent
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
 
 
-def test_tables_have_the_columns_of_the_spec(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path}/audit.sqlite3")
+def test_tables_have_the_columns_of_the_spec(engine):
     upgrade(engine)
     columns = {
         table: [c["name"] for c in inspect(engine).get_columns(table)] for table in ("issuances", "download_attempts")

@@ -10,6 +10,8 @@ import untangle
 
 from tests.support import ACCOUNT, FOLLOWER, rows, text_message, wechat_event, wechat_message
 
+pytestmark = pytest.mark.both_databases
+
 FILES = """
 [[files]]
 id = "installer"

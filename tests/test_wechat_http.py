@@ -10,6 +10,8 @@ import untangle
 
 from tests.support import ACCOUNT, FOLLOWER, link_path, rows, text_message
 
+pytestmark = pytest.mark.both_databases
+
 
 def reply_content(body: bytes) -> str:
     document = untangle.parse(io.BytesIO(body))

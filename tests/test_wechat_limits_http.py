@@ -22,10 +22,11 @@ import untangle
 from tempdl import conversation
 from tempdl.app import make_app
 from tempdl.audit import AuditLog, IssuanceCapReached
-from tempdl.db import make_engine, upgrade
+from tempdl.db import make_engine
 from tempdl.handlers import wechat as wechat_handlers
-from tests.engines import skip_or_fail_without_postgres, throwaway_postgres
 from tests.support import FOLLOWER, rows, text_message
+
+pytestmark = pytest.mark.both_databases
 
 CAP = 2
 
@@ -151,17 +152,8 @@ def race(database_url: str, followers: int = 40) -> list[int]:
             store.engine.dispose()
 
 
-def test_two_sqlite_writers_never_exceed_the_cap(settings, audit):
+def test_two_writers_never_exceed_the_cap(settings, audit):
     assert race(settings.database_url) == [1] * 40
-
-
-def test_two_postgresql_writers_never_exceed_the_cap(tmp_path):
-    skip_or_fail_without_postgres()
-    with throwaway_postgres(tmp_path) as pg:
-        engine = make_engine(pg.url)
-        upgrade(engine)
-        engine.dispose()
-        assert race(pg.url) == [1] * 40
 
 
 def test_issuances_since_counts_one_recipient_after_a_moment(audit):
@@ -200,9 +192,10 @@ def test_the_refusal_says_when_the_oldest_counted_link_leaves_the_window(audit):
     assert audit.issuances_since("a", now - hour) == 3  # rolled back
 
 
-# A slow or missing audit database
+# A slow or missing audit database (made so with the sqlite3 module: SQLite only)
 
 
+@pytest.mark.sqlite_only
 class TestAuditTrouble:
     @pytest.fixture
     def config_text(self) -> str:

@@ -13,6 +13,8 @@ import untangle
 
 from tests.support import FOLLOWER, fresh_nonce, link_path, rows, text_message, wechat_event
 
+pytestmark = pytest.mark.both_databases
+
 
 def reply_link(body: bytes) -> str:
     content = untangle.parse(io.BytesIO(body)).xml.Content.cdata
