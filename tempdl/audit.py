@@ -11,7 +11,7 @@ import asyncio
 import datetime
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -286,6 +286,39 @@ class AuditLog:
                     range_end=attempt.range_end,
                 )
             )
+
+    @_writes
+    def finish_open_attempts(self, attempts: Sequence[Attempt]) -> tuple[list[Attempt], int, int]:
+        """Finish rows left open for someone else to complete (nginx's log, in x-accel mode).
+
+        Only a row that is still open is written, each by its `id`, so a second run over the same
+        log, or two runs at once, change nothing twice. Returns (the attempts written, how many
+        rows were already finished, how many ids have no row).
+        """
+        finished: list[Attempt] = []
+        not_open: list[int] = []
+        with self.engine.begin() as connection:
+            for attempt in attempts:
+                assert attempt.id is not None and attempt.finished_at is not None
+                written = connection.execute(
+                    update(_attempts)
+                    .where(_attempts.c.id == attempt.id, _attempts.c.finished_at.is_(None))
+                    .values(
+                        outcome=attempt.outcome,
+                        http_status=attempt.http_status,
+                        bytes_sent=attempt.bytes_sent,
+                        finished_at=attempt.finished_at,
+                    )
+                ).rowcount
+                if written:
+                    finished.append(attempt)
+                else:
+                    not_open.append(attempt.id)
+            existing = set()
+            if not_open:
+                existing = set(connection.execute(select(_attempts.c.id).where(_attempts.c.id.in_(not_open))).scalars())
+        already = sum(1 for attempt_id in not_open if attempt_id in existing)
+        return finished, already, len(not_open) - already
 
     @_writes
     def close_abandoned_attempts(

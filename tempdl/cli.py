@@ -1,4 +1,5 @@
-"""The command line: `serve` (default), `issue`, `stats`, `revoke`, `db upgrade`, `prune`, `init`, `check`.
+"""The command line: `serve` (default), `issue`, `stats`, `revoke`, `db upgrade`, `prune`, `init`, `check`,
+`ingest-nginx-log`.
 
 Every failure is one line on stderr and a non-zero exit code, never a traceback: operators run
 these from cron and shell scripts.
@@ -86,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--example", action="store_true", help="print tempdl.toml.example and stop")
 
     commands.add_parser("check", parents=[common], help="validate the config and show what would be served")
+
+    ingest = commands.add_parser(
+        "ingest-nginx-log", parents=[common], help="x-accel mode: record what nginx sent (see deploy/nginx.conf)"
+    )
+    ingest.add_argument("log_files", nargs="+", metavar="FILE", help="nginx access log in the tempdl format (.gz too)")
     return parser
 
 
@@ -123,6 +129,7 @@ def _run(args: argparse.Namespace, settings: Settings | None) -> int:
         "prune": commands.prune,
         "check": setup_commands.check,
         "init": setup_commands.init,
+        "ingest-nginx-log": commands.ingest_nginx_log,
     }
     if settings is not None and args.command in {"serve", "issue", "revoke"}:
         settings = ensure_secret_keys(settings)

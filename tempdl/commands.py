@@ -115,3 +115,26 @@ def prune(args: argparse.Namespace, settings: Settings) -> int:
         f"older than {cutoff:%Y-%m-%d %H:%M} UTC"
     )
     return 0
+
+
+def ingest_nginx_log(args: argparse.Namespace, settings: Settings) -> int:
+    """Finish x-accel downloads from nginx's access log; one summary line (for cron's mail)."""
+    from pathlib import Path
+
+    from tempdl.nginx_log import ingest
+
+    paths = [Path(name) for name in args.log_files]
+    for path in paths:
+        if not path.is_file():
+            raise CommandError(f"{path}: no such log file")
+    audit = _open_audit(settings)
+    try:
+        result = ingest(audit, paths)
+    except (OSError, EOFError) as error:  # unreadable, or a truncated .gz
+        raise CommandError(f"cannot read the log: {getattr(error, 'strerror', None) or error}") from None
+    finally:
+        audit.close()
+    print(result.summary())
+    if result.lines and len(result.malformed_lines) == result.lines:
+        raise CommandError("no line is in the tempdl log_format; see deploy/nginx.conf (log_format tempdl)")
+    return 0

@@ -6,6 +6,7 @@ Each test runs against SQLite and PostgreSQL: `workdir` holds a tempdl.toml nami
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import subprocess
@@ -96,3 +97,36 @@ def test_db_upgrade_and_version(workdir):
     assert run(workdir, "db", "upgrade").returncode == 0
     version = run(workdir, "--version")
     assert version.returncode == 0 and version.stdout.startswith("tempdl ")
+
+
+def test_prune_removes_old_attempts_then_old_issuances_nothing_refers_to(workdir, database_url):
+    from tempdl.audit import Attempt, AuditLog
+    from tempdl.db import make_engine, upgrade
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    audit = AuditLog(engine)
+    now = datetime.datetime.now(datetime.UTC)
+    old, recent = now - datetime.timedelta(days=40), now - datetime.timedelta(days=2)
+    try:
+        links = {}
+        for name, created in (("old", old), ("old_but_used_lately", old), ("recent", recent)):
+            links[name] = audit.create_issuance(
+                file_id="hello.txt",
+                recipient="alice",
+                channel="cli",
+                created_at=created,
+                expires_at=created + datetime.timedelta(days=60),
+                max_downloads=None,
+            )
+        for name, started in (("old", old), ("old_but_used_lately", recent), ("recent", recent)):
+            audit.record_attempt(Attempt(started_at=started, issuance_id=links[name], outcome="ok", bytes_sent=13))
+    finally:
+        audit.close()
+
+    result = run(workdir, "prune", "--older-than", "30")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("removed 1 download attempts and 1 issuances older than ")
+    remaining = rows(database_url, "SELECT id FROM issuances ORDER BY id")
+    assert [row["id"] for row in remaining] == [links["old_but_used_lately"], links["recent"]]
+    assert rows(database_url, "SELECT COUNT(*) AS n FROM download_attempts")[0]["n"] == 2
