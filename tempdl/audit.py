@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, case, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from tempdl.models import DownloadAttempt, Issuance
@@ -261,9 +261,7 @@ class AuditLog:
                 connection.execute(
                     select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update()
                 )
-                used = _completed_downloads(connection, attempt.issuance_id, file_size)
-                if attempt.range_start == 0:
-                    used += _fresh_downloads_in_flight(connection, attempt.issuance_id)
+                used = _downloads_claimed(connection, attempt.issuance_id, file_size, fresh=attempt.range_start == 0)
                 if used >= download_cap:
                     return False
             result = connection.execute(insert(_attempts).values(attempt.row()))
@@ -392,12 +390,20 @@ def _completed_downloads(connection: Connection, issuance_id: int, file_size: in
     return int(sent) // file_size if file_size > 0 else 0
 
 
-def _fresh_downloads_in_flight(connection: Connection, issuance_id: int) -> int:
-    """Downloads of a link from byte 0 that are still running: each will use up one download."""
-    return connection.execute(
-        select(func.count()).where(
-            _attempts.c.issuance_id == issuance_id,
-            _attempts.c.finished_at.is_(None),
-            _attempts.c.range_start == 0,
-        )
-    ).scalar_one()
+def _downloads_claimed(connection: Connection, issuance_id: int, file_size: int, *, fresh: bool) -> int:
+    """Complete downloads of a link, plus (for a `fresh` request from byte 0) those still running.
+
+    One statement, so one snapshot: at READ COMMITTED a second statement could see a download
+    that finished in between as neither running (its row is closed) nor complete (the first
+    statement read its bytes as 0), and let a second download past the cap.
+    """
+    counted = _attempts.c.outcome.in_(("ok", "partial"))
+    running = and_(_attempts.c.finished_at.is_(None), _attempts.c.range_start == 0)
+    sent, in_flight = connection.execute(
+        select(
+            func.coalesce(func.sum(case((counted, _attempts.c.bytes_sent), else_=0)), 0),
+            func.coalesce(func.sum(case((running, 1), else_=0)), 0),
+        ).where(_attempts.c.issuance_id == issuance_id)
+    ).one()
+    complete = int(sent) // file_size if file_size > 0 else 0
+    return complete + (int(in_flight) if fresh else 0)

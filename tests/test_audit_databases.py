@@ -125,7 +125,7 @@ def test_recipient_bytes_count_every_link_of_the_day(seeded):
 
 
 def test_two_writers_racing_for_the_last_download_one_wins_each_time(settings, audit, database_kind):
-    """Two stores (two server processes) claim the one allowed download of 30 links at once.
+    """Two stores (two server processes) claim the one allowed download of 100 links at once.
 
     On PostgreSQL the server's default isolation is made REPEATABLE READ first, as an operator's
     may be: tempdl's own READ COMMITTED must still be what the claim runs at.
@@ -134,7 +134,7 @@ def test_two_writers_racing_for_the_last_download_one_wins_each_time(settings, a
         with audit.engine.begin() as connection:
             name = connection.execute(text("SELECT current_database()")).scalar_one()
             connection.exec_driver_sql(f"ALTER DATABASE {name} SET default_transaction_isolation = 'repeatable read'")
-    links = [issue(audit, MORNING) for _ in range(30)]
+    links = [issue(audit, MORNING) for _ in range(100)]
     stores = [AuditLog(make_engine(settings.database_url)) for _ in range(2)]
     start = threading.Barrier(2)
 
@@ -144,6 +144,9 @@ def test_two_writers_racing_for_the_last_download_one_wins_each_time(settings, a
             start.wait()
             claimed = Attempt(started_at=MORNING, issuance_id=issuance_id, file_id="hello.txt", range_start=0)
             won.append(store.open_attempt(claimed, download_cap=1, file_size=13))
+            if won[-1]:  # a small file: the winner is done at once, perhaps while the other counts
+                claimed.outcome, claimed.bytes_sent, claimed.finished_at = "ok", 13, MORNING
+                store.close_attempt(claimed)
         return won
 
     try:

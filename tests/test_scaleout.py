@@ -34,7 +34,7 @@ from tests.support import rows, sample_bytes, sample_files
 pytestmark = pytest.mark.postgres
 
 REPO = Path(__file__).resolve().parent.parent
-RACES = 20
+RACES = 50
 BIG_SIZE = 24 * 1024 * 1024  # large enough that a client hanging up mid-file stops nginx mid-file
 
 
