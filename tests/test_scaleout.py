@@ -27,8 +27,9 @@ import pytest
 from tempdl.audit import AuditLog
 from tempdl.db import make_engine
 from tempdl.tokens import LinkSigner
-from tests.engines import minimal_nginx_config, skip_or_fail_without_nginx, throwaway_nginx
+from tests.engines import skip_or_fail_without_nginx, throwaway_nginx
 from tests.live_server import LiveServer
+from tests.nginx_deploy import nginx_config_from_deploy
 from tests.support import rows, sample_bytes, sample_files
 
 pytestmark = pytest.mark.postgres
@@ -165,27 +166,6 @@ def test_two_servers_racing_for_the_last_download_exactly_one_wins(tmp_path, pg_
 
 
 # --- nginx in front of two x-accel servers ------------------------------------------------------
-
-
-def nginx_config_from_deploy(files_dir: Path, upstream_ports: list[int], port: int, prefix: Path) -> str:
-    """deploy/nginx.conf as shipped, with its paths and ports pointed at this test's."""
-    shipped = (REPO / "deploy" / "nginx.conf").read_text(encoding="utf-8")
-    match = re.search(r"^server \{\n(.*?)^\}\n", shipped, re.MULTILINE | re.DOTALL)
-    assert match, "deploy/nginx.conf has no server { } block at the top level"
-    http_level, server_body = shipped[: match.start()], match.group(1)
-
-    def swap(text: str, old: str, new: str) -> str:
-        assert text.count(old) == 1, f"deploy/nginx.conf should hold {old!r} once"
-        return text.replace(old, new)
-
-    http_level = swap(http_level, "server 127.0.0.1:8001;", f"server 127.0.0.1:{upstream_ports[0]};")
-    http_level = swap(http_level, "server 127.0.0.1:8002;", f"server 127.0.0.1:{upstream_ports[1]};")
-    server_body = swap(server_body, "alias /srv/tempdl/static_files/;", f'alias "{files_dir}/";')
-    log_path = prefix / "logs" / "tempdl-access.log"
-    server_body = swap(server_body, "/var/log/nginx/tempdl-access.log", f'"{log_path}"')
-    # minimal_nginx_config writes the listen line (loopback, a free port) and server_name.
-    server_body = re.sub(r"^\s*(listen|server_name) .*\n", "", server_body, flags=re.MULTILINE)
-    return minimal_nginx_config(port, prefix, server_body, http_extra=http_level)
 
 
 def hang_up_after(port: int, path: str, read: int) -> int:
