@@ -74,6 +74,15 @@ def _abandoned_before(settings: Settings, engine, now: datetime.datetime) -> dat
     return now - STALE_OPEN_ATTEMPT
 
 
+def x_accel_ignored_limits(settings: Settings) -> list[str]:
+    """Limits tempdl cannot apply when nginx sends the bytes (nginx.conf must say them)."""
+    if settings.serve_mode != "x-accel":
+        return []
+    limits = settings.limits
+    named = {"limits.max_concurrent_downloads": limits.max_concurrent_downloads, "limits.total_rate": limits.total_rate}
+    return [key for key, value in named.items() if value]
+
+
 def wechat_modes(settings: Settings) -> str:
     """What the start-up line says about the WeChat endpoint: which message modes will work."""
     if not settings.wechat.token:
@@ -113,6 +122,8 @@ async def serve_until_stopped(settings: Settings) -> None:
         quoted(settings.files_dir),
         __version__,
     )
+    for key in x_accel_ignored_limits(settings):
+        log.warning("event=limit_not_applied key=%s serve_mode=x-accel: set it in nginx (limit_conn, limit_rate)", key)
     await stop.wait()
 
     log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)

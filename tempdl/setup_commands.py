@@ -337,6 +337,19 @@ def check_secret(settings: Settings, found: Findings) -> None:
         found.lines.append(f"signing key: {key_path}")
 
 
+def check_scale_out(settings: Settings, found: Findings) -> None:
+    """Settings that work for one process but not for several, or not behind nginx."""
+    from tempdl.serving import x_accel_ignored_limits
+
+    if not settings.database_url.startswith("sqlite") and not settings.secret_keys:
+        found.warnings.append(
+            "database_url is a shared database but secret_keys is not set: every process would sign "
+            "with its own generated key and refuse the others' links; set the same secret_keys everywhere"
+        )
+    for key in x_accel_ignored_limits(settings):
+        found.warnings.append(f"{key} is nginx's job in x-accel mode (limit_conn, limit_rate: see deploy/nginx.conf)")
+
+
 def schema_revisions(engine) -> tuple[str | None, str | None]:
     """(revision the database is at, newest revision in migrations/), without changing anything."""
     from alembic.runtime.migration import MigrationContext
@@ -400,6 +413,7 @@ def check(args: argparse.Namespace, settings: Settings) -> int:
     found = Findings()
     check_service(settings, found)
     check_secret(settings, found)
+    check_scale_out(settings, found)
     check_database(settings, found)
     check_files(settings, found)
     output = found.lines + [f"warning: {text}" for text in found.warnings]
