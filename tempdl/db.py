@@ -12,14 +12,18 @@ revisions in `migrations/`.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATION_LOCK_KEY = 0x7E3D1_0001
+"""PostgreSQL advisory lock held while migrating (any fixed number no other code uses)."""
 
 
 def _migrations_dir() -> Path:
@@ -45,13 +49,30 @@ def make_engine(database_url: str) -> Engine:
     @event.listens_for(engine, "connect")
     def _tune_sqlite(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     return engine
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """`PRAGMA journal_mode=WAL`, waiting out another process that is writing a brand-new file.
+
+    Switching a file to WAL needs it to itself, and SQLite answers "database is locked" at once
+    instead of waiting the busy timeout; once the file is in WAL mode (it stays so) this is a no-op.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -62,8 +83,19 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision (what `db upgrade` and `serve` do)."""
+    """Bring the schema to the newest revision (what `db upgrade` and `serve` do).
+
+    Several processes sharing a database start at the same moment (a deploy, a reboot, `serve`
+    and an `issue` on a fresh machine) and all migrate: a lock taken first (a transaction-scoped
+    advisory lock on PostgreSQL, SQLite's write lock) lets one at a time in, and the next ones
+    find the schema at the newest revision. Without it they all read "empty" and create the same
+    tables: SQLite then fails with "table already exists", PostgreSQL can hang.
+    """
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        elif connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before Alembic reads the revision
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

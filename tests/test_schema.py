@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -73,3 +75,33 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+
+
+def test_servers_starting_together_migrate_one_at_a_time(empty_database):
+    """Three processes (here: three engines on threads) start on an empty database at once."""
+    start = threading.Barrier(3)
+    failures: list[BaseException] = []
+
+    def migrate() -> None:
+        engine = make_engine(empty_database)
+        try:
+            start.wait()
+            upgrade(engine)
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=migrate, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), "migrations hung on each other"
+    assert failures == []
+    engine = make_engine(empty_database)
+    try:
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        engine.dispose()
