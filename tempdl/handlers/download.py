@@ -13,14 +13,13 @@ import datetime
 import email.utils
 import logging
 import mimetypes
-import os
 import re
 import unicodedata
 import urllib.parse
 from typing import Any
 
 from tornado import httputil
-from tornado.web import HTTPError, StaticFileHandler
+from tornado.web import StaticFileHandler
 
 from tempdl import refusals
 from tempdl.access import Gate, Grant, Refused
@@ -142,10 +141,10 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.path = grant.offered.path
         if self.serve_mode == "x-accel":
             return await self._hand_to_nginx(include_body)
-        try:
-            self.absolute_path = self.validate_absolute_path(self.root, str(grant.path))
-        except HTTPError:
-            raise Refused(refusals.NOT_FOUND, f"file {grant.offered.id!r} vanished") from None
+        # The catalogue already confined the path to files_dir and stat'ed it: StaticFileHandler's
+        # validate_absolute_path would only do the same work again.
+        self.absolute_path = str(grant.path)
+        self._stat_result = grant.stat
         self.modified = self.get_modified_time()
         self.set_headers()
         if self.should_return_304():
@@ -295,7 +294,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         assert grant is not None and attempt is not None
         remaining = int((grant.issuance.expires_at - attempt.started_at).total_seconds())
         remaining_zh, remaining_en = duration_text(remaining)
-        size = os.stat(grant.path).st_size
+        size = grant.size
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -325,12 +324,15 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         await self.audit.run(self.audit.record_attempt, attempt)
 
     async def _open_attempt(self) -> bool:
+        """Write the attempt's row before the first byte; False when the link's downloads are used up."""
         attempt, grant = self.attempt, self.grant
         assert attempt is not None and grant is not None
         attempt.http_status = self.get_status()
-        return await self.audit.run(
-            self.audit.open_attempt, attempt, download_cap=grant.issuance.max_downloads, file_size=grant.size
-        )
+        cap = grant.issuance.max_downloads
+        if cap:
+            return await self.audit.run(self.audit.claim_download, attempt, download_cap=cap, file_size=grant.size)
+        await self.audit.run(self.audit.open_attempt, attempt)
+        return True
 
     async def _close_attempt(self) -> None:
         attempt = self.attempt
