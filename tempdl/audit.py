@@ -341,6 +341,19 @@ class AuditLog:
                 )
             )
 
+    @_hot
+    @_writes
+    def note_progress(self, attempt_id: int, bytes_sent: int) -> None:
+        """Bytes so far of a download still running (a finished row is never touched)."""
+        if self._hot is not None:
+            return self._hot.note_progress(attempt_id, bytes_sent)
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(_attempts)
+                .where(_attempts.c.id == attempt_id, _attempts.c.finished_at.is_(None))
+                .values(bytes_sent=bytes_sent)
+            )
+
     @_writes
     def close_abandoned_attempts(self, now: datetime.datetime) -> int:
         """Mark attempts a crash left open (no `finished_at`) as `partial`; return how many."""

@@ -34,6 +34,7 @@ _INSERT_ATTEMPT = (
     "INSERT INTO download_attempts (issuance_id, file_id, started_at, finished_at, outcome, http_status, "
     "range_start, range_end, bytes_sent, client_ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_NOTE_PROGRESS = "UPDATE download_attempts SET bytes_sent = ? WHERE id = ? AND finished_at IS NULL"
 _CLOSE_ATTEMPT = (
     "UPDATE download_attempts SET outcome = ?, http_status = ?, bytes_sent = ?, finished_at = ?, "
     "range_start = ?, range_end = ? WHERE id = ?"
@@ -149,3 +150,6 @@ class SQLiteHotPath:
                 attempt.id,
             ),
         )
+
+    def note_progress(self, attempt_id: int, bytes_sent: int) -> None:
+        self._write(_NOTE_PROGRESS, (bytes_sent, attempt_id))

@@ -9,11 +9,14 @@ out. Every request, served or refused, ends as one `download_attempts` row.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import email.utils
 import logging
 import mimetypes
 import re
+import time
 import unicodedata
 import urllib.parse
 from typing import Any
@@ -32,6 +35,7 @@ from tempdl.throttle import RateLimiter, chunk_size_for
 from tempdl.timeutil import Clock, duration_text
 
 log = logging.getLogger("tempdl.download")
+PROGRESS_INTERVAL = 5.0  # seconds between bytes-so-far notes in a long download's row
 
 PREVIEW_AGENTS = re.compile(
     r"MicroMessenger|facebookexternalhit|Facebot|Twitterbot|Slackbot|Discordbot|TelegramBot|WhatsApp|"
@@ -95,6 +99,10 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.x_accel_prefix = x_accel_prefix
         self.grant: Grant | None = None
         self.attempt: Attempt | None = None
+        self._last_checkpoint = time.monotonic()
+        self._unsaved_progress = 0
+        self._progress_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task] = set()
 
     def head(self, token: str):  # type: ignore[override]
         return self.get(token, include_body=False)
@@ -176,6 +184,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             attempt.bytes_sent = await self._send_body(start, end - start)
         finally:
             self.streams.leave(self)
+        if self._progress_timer is not None:
+            self._progress_timer.cancel()
         attempt.outcome = "ok" if attempt.bytes_sent == end - start else "partial"
         await self._close_attempt()
 
@@ -209,9 +219,35 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         path = self.grant.path
         limiters = [limiter for limiter in (self._own_limiter(), self.shared_limiter) if limiter is not None]
         if not limiters and self.use_sendfile and length > CHUNK_SIZE and zero_copy_possible(self):
-            return await send_zero_copy(self, path, start, length)
+            return await send_zero_copy(self, path, start, length, progress=self._checkpoint)
         chunk_size = chunk_size_for([limiter.rate for limiter in limiters], CHUNK_SIZE)
-        return await send_chunks(self, path, start, length, chunk_size=chunk_size, limiters=limiters)
+        return await send_chunks(
+            self, path, start, length, chunk_size=chunk_size, limiters=limiters, progress=self._checkpoint
+        )
+
+    def _checkpoint(self, sent: int) -> None:
+        """Note a long download's bytes so far in its row, at most every PROGRESS_INTERVAL seconds.
+
+        Only a crash needs this: the row then shows roughly what went out instead of 0. A figure
+        that arrives too early is kept and written when the interval is up, so the bytes of a
+        burst followed by a stalled client are noted too.
+        """
+        self._unsaved_progress = sent
+        if self._progress_timer is None and self.attempt is not None and self.attempt.id is not None:
+            due = max(0.0, self._last_checkpoint + PROGRESS_INTERVAL - time.monotonic())
+            self._progress_timer = asyncio.get_running_loop().call_later(due, self._write_progress)
+
+    def _write_progress(self) -> None:
+        self._progress_timer = None
+        self._last_checkpoint = time.monotonic()
+        assert self.attempt is not None and self.attempt.id is not None
+        task = asyncio.ensure_future(self._save_progress(self.attempt.id, self._unsaved_progress))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _save_progress(self, attempt_id: int, sent: int) -> None:
+        with contextlib.suppress(AuditUnavailable):
+            await self.audit.run(self.audit.note_progress, attempt_id, sent)
 
     def _own_limiter(self) -> RateLimiter | None:
         rate = self.limits.rate_per_download
