@@ -235,4 +235,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e or 'Ctrl-C'}); servers stopped")
+        sys.exit(130)
