@@ -126,13 +126,26 @@ def bench_server(srv: servers.Server, files: dict, args, bufs: list[bytearray], 
     return r
 
 
+def bench_wechat(srv: servers.Server, args) -> dict:
+    """(g) tempdl only: signed WeChat text messages asking for a file by keyword; each reply
+    must carry a fresh link. Every request issues a link, so this is the audit-write rate."""
+    token, ts, nonce = srv.extra["wechat_token"], str(int(time.time())), "benchnonce"
+    signature = hashlib.sha1("".join(sorted([token, ts, nonce])).encode()).hexdigest()
+    path = f"{srv.extra['wechat_path']}?signature={signature}&timestamp={ts}&nonce={nonce}"
+    w = measure.wrk(srv.port, path, None, seconds=args.wrk_seconds, script=measure.WRK_WECHAT_LUA, script_args=("small",))
+    if w.bad or not w.good:
+        raise measure.BodyError(f"WeChat: {w.bad} of {w.good + w.bad} replies were not 200 with a link; {w.stderr[:400]}")
+    log(f"  WeChat keyword -> link: {w.rps:,.0f} req/s, p99 {w.p99_ms:.2f} ms")
+    return {"wechat_rps": w.rps, "notes": [f"WeChat keyword→link p99 {w.p99_ms:.2f} ms ({w.good:,} replies checked)"]}
+
+
 def describe(args, elapsed: float, checks: Checks) -> str:
     def cmd(*argv):
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip() \
-                or subprocess.run(argv, capture_output=True, text=True, timeout=10).stderr.strip()
-        except Exception:  # noqa: BLE001
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except OSError:
             return "?"
+        return (r.stdout.strip() or r.stderr.strip()) if r.returncode == 0 else "?"
     commit = cmd("git", "-C", str(args.repo), "rev-parse", "--short", "HEAD")
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     nginx = cmd(servers._nginx_bin(), "-v").replace("nginx version: ", "")
@@ -163,6 +176,7 @@ def main() -> int:
     p.add_argument("--slow-rate", type=float, default=20, help="MiB/s per slow reader")
     p.add_argument("--huge-rate", type=float, default=64, help="MiB/s per slow reader of the 1 GiB file")
     p.add_argument("--idle", type=int, default=1000)
+    p.add_argument("--no-wechat", dest="wechat", action="store_false", help="skip tempdl's WeChat request rate")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "latest.md")
     args = p.parse_args()
     args.work, args.repo = args.work.resolve(), args.repo.resolve()
@@ -191,6 +205,15 @@ def main() -> int:
             srv = servers.STARTERS[key](args)
             names[key] = srv.name
             results[key] = bench_server(srv, files, args, bufs, checks)
+            if key == report.TEMPDL and args.wechat:
+                try:
+                    extra = bench_wechat(srv, args)
+                    results[key].setdefault("notes", []).extend(extra.pop("notes"))
+                    results[key].update(extra)
+                except measure.BodyError as e:  # keep the download figures, still fail loudly
+                    body_failed = True
+                    results[key]["error"] = f"WRONG BODY: {e}"
+                    log(f"{key}: WRONG BODY: {e}")
         except measure.BodyError as e:
             body_failed = True
             results[key] = {"error": f"WRONG BODY: {e}"}
@@ -216,7 +239,7 @@ def main() -> int:
     notes += [f"- {names[k]} throughput samples: {results[k]['samples']}" for k in wanted if results.get(k, {}).get("samples")]
     text = "\n\n".join(filter(None, [
         "# tempdl benchmark",
-        report.table(results, names, wanted, args.huge),
+        report.table(results, names, wanted, args.huge, args.wechat and report.TEMPDL in wanted),
         report.legend(),
         describe(args, elapsed, checks),
         ("## Notes\n" + "\n".join(notes)) if notes else "",

@@ -106,6 +106,7 @@ class RssSampler:
 # --------------------------------------------------------------------------- wrk
 
 WRK_LUA = Path(__file__).resolve().parent / "wrk_check.lua"
+WRK_WECHAT_LUA = Path(__file__).resolve().parent / "wrk_wechat.lua"
 
 
 @dataclass
@@ -115,6 +116,7 @@ class WrkResult:
     good: int
     bad: int
     socket_errors: str
+    stderr: str = ""
 
 
 def _ms(value: str) -> float:
@@ -124,19 +126,21 @@ def _ms(value: str) -> float:
     return float(m[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m[2]]
 
 
-def wrk(port: int, path: str, expected_file: Path, seconds: int, connections: int = 16) -> WrkResult:
-    """Keep-alive request rate; the Lua script compares every body with the file."""
+def wrk(port: int, path: str, expected_file: Path | None, seconds: int, connections: int = 16,
+        script: Path = WRK_LUA, script_args: tuple[str, ...] = ()) -> WrkResult:
+    """Keep-alive request rate; the Lua script checks every response (by default: the body is the file)."""
+    args = script_args or (str(expected_file),)
     argv = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-            "-s", str(WRK_LUA), f"http://127.0.0.1:{port}{path}", "--", str(expected_file)]
+            "-s", str(script), f"http://127.0.0.1:{port}{path}", "--", *args]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     out = r.stdout
     if r.returncode != 0 or "Requests/sec" not in out:
         raise RuntimeError(f"wrk failed ({r.returncode}): {out}\n{r.stderr}")
+    check = re.search(r"BENCHCHECK good=(\d+) bad=(\d+)", out)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1])
-    check = re.search(r"BENCHCHECK good=(\d+) bad=(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return WrkResult(rps, p99, int(check[1]), int(check[2]), errors[1] if errors else "")
+    return WrkResult(rps, p99, int(check[1]), int(check[2]), errors[1] if errors else "", r.stderr.strip())
 
 
 # --------------------------------------------------------------------------- whole-file clients

@@ -28,6 +28,7 @@ COLUMNS = [
     Column("idle_rss", "RSS with 1,000 idle conns MiB", "{:.1f}", "lower"),
     Column("idle_cost", "cost of 1,000 idle conns MiB", "{:.1f}", "lower"),
 ]
+WECHAT_COLUMN = Column("wechat_rps", "WeChat keyword→link req/s", "{:,.0f}", "higher")
 HUGE_COLUMN = Column("huge_growth", "RSS growth, 4 slow readers of 1 GiB MiB", "{:.1f}", "lower")
 
 
@@ -96,8 +97,8 @@ def _cell(results: dict, server: str, col: Column) -> str:
     return " ".join(parts)
 
 
-def table(results: dict, names: dict, order: list[str], huge: bool) -> str:
-    cols = COLUMNS + ([HUGE_COLUMN] if huge else [])
+def table(results: dict, names: dict, order: list[str], huge: bool, wechat: bool) -> str:
+    cols = COLUMNS + ([HUGE_COLUMN] if huge else []) + ([WECHAT_COLUMN] if wechat else [])
     lines = ["| server | " + " | ".join(c.title for c in cols) + " |",
              "|---|" + "---|" * len(cols)]
     for server in order:
@@ -108,7 +109,7 @@ def table(results: dict, names: dict, order: list[str], huge: bool) -> str:
         if row.get("error"):
             name += " **FAILED**"
         lines.append(f"| {name} | " + " | ".join(_cell(results, server, c) for c in cols) + " |")
-        if server == TEMPDL and not row.get("error"):
+        if server == TEMPDL and "rps" in row:
             verdicts = {}
             for t in TARGETS:
                 v = t.ok(results, row)

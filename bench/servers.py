@@ -19,6 +19,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CPU = "0"
 FASTAPI_SECRET = "bench-secret-not-for-production"
+WECHAT_TOKEN = "benchtoken"
 
 
 class ServerError(RuntimeError):
@@ -181,6 +182,9 @@ link_ttl = 86400
 [limits]
 max_downloads = 0
 
+[wechat]
+token = "{WECHAT_TOKEN}"
+
 [[files]]
 id = "small"
 path = "small.bin"
@@ -232,7 +236,7 @@ def start_tempdl(work: Path, files: Path, repo: Path, with_huge: bool) -> Server
     except BaseException:
         Server("tempdl", port, proc, log, "", "").stop()
         raise
-    return Server("tempdl", port, proc, log, small, big, huge, extra={"config": conf})
+    return Server("tempdl", port, proc, log, small, big, huge, extra={"config": conf, "wechat_token": WECHAT_TOKEN, "wechat_path": "/wechat"})
 
 
 STARTERS = {
