@@ -1,0 +1,80 @@
+"""Deciding whether a download request may have the file: token, issuance, expiry, the file itself.
+
+The decision is taken once, when the request starts: a download that began in time finishes even if
+the link expires meanwhile. After expiry, a Range request that resumes (starts past byte 0) a
+download which had already started in time is still allowed for `resume_grace` seconds, because
+phones on bad lines drop connections.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from tempdl import refusals
+from tempdl.audit import Attempt, AuditLog, IssuanceRecord
+from tempdl.catalog import Catalog, OfferedFile
+from tempdl.config import Settings
+from tempdl.refusals import Refusal
+from tempdl.tokens import LinkInvalid, LinkSigner
+
+
+class Refused(Exception):
+    """The request is refused; `refusal` says how to answer, `detail` is for the log only."""
+
+    def __init__(self, refusal: Refusal, detail: str = "") -> None:
+        super().__init__(detail or refusal.reason)
+        self.refusal = refusal
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Grant:
+    issuance: IssuanceRecord
+    offered: OfferedFile
+    path: Path
+
+
+class Gate:
+    def __init__(self, settings: Settings, audit: AuditLog, signer: LinkSigner, catalog: Catalog) -> None:
+        self.settings = settings
+        self.audit = audit
+        self.signer = signer
+        self.catalog = catalog
+
+    async def admit(self, token: str, attempt: Attempt, *, resumes: bool) -> Grant:
+        """Return what may be served, or raise `Refused`; fills in the attempt's issuance and file.
+
+        `resumes` is true for a Range request that does not start at byte 0.
+        """
+        now = attempt.started_at
+        try:
+            link = self.signer.read(token)
+        except LinkInvalid as error:
+            raise Refused(refusals.BAD, str(error)) from None
+        issuance = await self.audit.run(self.audit.load_issuance, link.issuance_id)
+        if issuance is None:
+            # Signed by us but gone from the database: pruned long after it expired.
+            if link.signed_at + datetime.timedelta(seconds=self.settings.link_ttl) < now:
+                raise Refused(refusals.EXPIRED, f"issuance {link.issuance_id} pruned")
+            raise Refused(refusals.BAD, f"issuance {link.issuance_id} does not exist")
+        attempt.issuance_id = issuance.id
+        attempt.file_id = issuance.file_id
+        if issuance.revoked_at is not None:
+            raise Refused(refusals.REVOKED, f"issuance {issuance.id} revoked")
+        if now >= issuance.expires_at and not await self._may_resume(issuance, now, resumes):
+            raise Refused(
+                refusals.EXPIRED, f"issuance {issuance.id} expired at {issuance.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        offered = self.catalog.by_id(issuance.file_id)
+        path = offered and self.catalog.absolute_path(offered)
+        if offered is None or path is None:
+            raise Refused(refusals.NOT_FOUND, f"file {issuance.file_id!r} is not on offer or not on disk")
+        return Grant(issuance, offered, path)
+
+    async def _may_resume(self, issuance: IssuanceRecord, now: datetime.datetime, resumes: bool) -> bool:
+        grace = self.settings.resume_grace
+        if not resumes or grace <= 0 or now >= issuance.expires_at + datetime.timedelta(seconds=grace):
+            return False
+        return await self.audit.run(self.audit.started_download_before, issuance.id, issuance.expires_at)

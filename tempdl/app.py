@@ -1,0 +1,94 @@
+"""`make_app(settings, audit)`: the one routes table, and the one place handlers get their tools."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tornado.web import Application, RequestHandler
+
+from tempdl.access import Gate
+from tempdl.audit import AuditLog
+from tempdl.catalog import Catalog
+from tempdl.config import Settings
+from tempdl.conversation import Conversation
+from tempdl.handlers.base import BaseHandler
+from tempdl.handlers.download import DownloadHandler
+from tempdl.handlers.health import HealthHandler
+from tempdl.handlers.wechat import WeChatHandler
+from tempdl.inflight import InFlight
+from tempdl.issuing import DOWNLOAD_ROUTE, Issuer
+from tempdl.templates import PackageLoader
+from tempdl.timeutil import Clock, utc_now
+from tempdl.tokens import LinkSigner
+
+access_log = logging.getLogger("tempdl.access")
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        self.send_error(404)
+
+
+def safe_path(path: str) -> str:
+    """The request path as it may be logged: a download token is a credential, so it is cut."""
+    if path.startswith(DOWNLOAD_ROUTE):
+        return DOWNLOAD_ROUTE + "…"
+    return path[:200]
+
+
+def log_request(handler: RequestHandler) -> None:
+    """One line per request, key=value, without query strings (they carry openids) or tokens."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    fields = [
+        f"method={handler.request.method}",
+        f"path={safe_path(handler.request.path)}",
+        f"status={status}",
+        f"ms={1000.0 * handler.request.request_time():.1f}",
+        f"ip={handler.request.remote_ip}",
+    ]
+    attempt = getattr(handler, "attempt", None)
+    if attempt is not None:
+        fields += [f"attempt={attempt.id}", f"outcome={attempt.outcome}", f"bytes={attempt.bytes_sent}"]
+    access_log.log(level, "request %s", " ".join(fields))
+
+
+def make_app(
+    settings: Settings,
+    audit: AuditLog,
+    *,
+    clock: Clock = utc_now,
+    inflight: InFlight | None = None,
+    **overrides: Any,
+) -> Application:
+    inflight = inflight if inflight is not None else InFlight()
+    catalog = Catalog(settings.files_dir, settings.files)
+    signer = LinkSigner(settings.secret_keys)
+    issuer = Issuer(settings, audit, signer)
+    gate = Gate(settings, audit, signer, catalog)
+    conversation = Conversation(catalog, issuer, audit)
+    routes = [
+        (
+            settings.wechat.path,
+            WeChatHandler,
+            {"wechat": settings.wechat, "conversation": conversation, "clock": clock},
+        ),
+        (
+            DOWNLOAD_ROUTE + r"([^/]*)",
+            DownloadHandler,
+            {"gate": gate, "audit": audit, "clock": clock, "inflight": inflight},
+        ),
+        (r"/healthz", HealthHandler, {"audit": audit}),
+    ]
+    app_settings: dict[str, Any] = {
+        "template_loader": PackageLoader(),
+        "log_function": log_request,
+        "default_handler_class": NotFoundHandler,
+        "tempdl_settings": settings,
+        "tempdl_issuer": issuer,
+        "tempdl_catalog": catalog,
+        "tempdl_inflight": inflight,
+    }
+    app_settings.update(overrides)
+    return Application(routes, **app_settings)

@@ -1,0 +1,97 @@
+"""The files on offer: which keyword asks for which file, and where on disk it is.
+
+Every path handed to the download handler comes from here, and here it is confined to
+`files_dir`: a configured path that resolves (through `..` or a symlink) outside of it is never
+served.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from tempdl.config import FILE_ID_PATTERN, OfferedFileConfig
+
+
+def normalize_keyword(text: str) -> str:
+    """Fold what a follower typed into the form keywords are compared in.
+
+    NFKC turns full-width letters and spaces (common with Chinese input methods) into their ASCII
+    forms, casefold ignores case, and runs of white space count as one space.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return re.sub(r"\s+", " ", folded).strip()
+
+
+@dataclass(frozen=True)
+class OfferedFile:
+    id: str
+    path: str
+    keywords: tuple[str, ...]
+    name: str
+    ttl: int | None = None
+    max_downloads: int | None = None
+    description: str | None = None
+
+
+class Catalog:
+    """Looks up offered files by id or keyword.
+
+    Without `[[files]]` in the config, every regular file directly in `files_dir` is on offer under
+    its own name; the folder is read again on each lookup, so a file the operator drops in is
+    offered at once, without a restart.
+    """
+
+    def __init__(self, files_dir: Path, configured: tuple[OfferedFileConfig, ...] | None) -> None:
+        self.files_dir = Path(files_dir).resolve()
+        self._configured = None
+        if configured is not None:
+            self._configured = tuple(
+                OfferedFile(
+                    id=entry.id,
+                    path=entry.path,
+                    keywords=entry.keywords,
+                    name=entry.name or Path(entry.path).name,
+                    ttl=entry.ttl,
+                    max_downloads=entry.max_downloads,
+                    description=entry.description,
+                )
+                for entry in configured
+            )
+
+    def files(self) -> tuple[OfferedFile, ...]:
+        if self._configured is not None:
+            return self._configured
+        try:
+            entries = sorted(os.scandir(self.files_dir), key=lambda e: e.name)
+        except OSError:
+            return ()
+        return tuple(
+            OfferedFile(id=entry.name, path=entry.name, keywords=(entry.name,), name=entry.name)
+            for entry in entries
+            if entry.is_file(follow_symlinks=False)
+            and not entry.name.startswith(".")
+            and FILE_ID_PATTERN.fullmatch(entry.name)
+        )
+
+    def by_id(self, file_id: str) -> OfferedFile | None:
+        return next((f for f in self.files() if f.id == file_id), None)
+
+    def by_keyword(self, text: str) -> OfferedFile | None:
+        wanted = normalize_keyword(text)
+        if not wanted:
+            return None
+        for offered in self.files():
+            if any(normalize_keyword(keyword) == wanted for keyword in offered.keywords):
+                return offered
+        return None
+
+    def absolute_path(self, offered: OfferedFile) -> Path | None:
+        """The file's real location, or None when it is missing or would lie outside files_dir."""
+        candidate = (self.files_dir / offered.path).resolve()
+        if not candidate.is_relative_to(self.files_dir) or not candidate.is_file():
+            return None
+        return candidate

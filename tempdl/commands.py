@@ -1,0 +1,117 @@
+"""What each CLI subcommand does, given parsed arguments and settings. Output goes to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from sqlalchemy import delete, exists, select
+
+from tempdl import report_format
+from tempdl.audit import AuditLog
+from tempdl.catalog import Catalog
+from tempdl.cli import CommandError
+from tempdl.config import Settings
+from tempdl.db import make_engine, upgrade
+from tempdl.issuing import Issuer
+from tempdl.models import DownloadAttempt, Issuance
+from tempdl.stats import Period, build_report
+from tempdl.timeutil import utc_now
+from tempdl.tokens import LinkInvalid, LinkSigner
+
+
+def _open_audit(settings: Settings) -> AuditLog:
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return AuditLog(engine)
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    from tempdl.serving import run_server
+
+    return run_server(settings)
+
+
+def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    _open_audit(settings).close()
+    print("database is at the newest schema")
+    return 0
+
+
+def issue(args: argparse.Namespace, settings: Settings) -> int:
+    offered = Catalog(settings.files_dir, settings.files).by_id(args.file_id)
+    if offered is None:
+        raise CommandError(f"no file with id {args.file_id!r} is on offer (see files_dir and [[files]])")
+    audit = _open_audit(settings)
+    try:
+        issued = Issuer(settings, audit, LinkSigner(settings.secret_keys)).issue(
+            offered,
+            recipient=args.recipient,
+            channel="cli",
+            now=utc_now(),
+            ttl=args.ttl,
+            max_downloads=args.max_downloads,
+        )
+    finally:
+        audit.close()
+    print(issued.url)
+    return 0
+
+
+def stats(args: argparse.Namespace, settings: Settings) -> int:
+    if args.since and args.until and args.since > args.until:
+        raise CommandError("--since is after --until")
+    audit = _open_audit(settings)
+    try:
+        period = Period.from_local_dates(args.since, args.until, settings.zone)
+        report = build_report(audit.engine, period, args.by, settings.timezone)
+    finally:
+        audit.close()
+    sys.stdout.write(report_format.FORMATS[args.format](report))
+    return 0
+
+
+def _issuance_id(target: str, settings: Settings) -> int:
+    if target.isdigit():
+        return int(target)
+    token = re.sub(r"^.*/api/get_file/", "", target.strip()).split("?")[0]
+    try:
+        return LinkSigner(settings.secret_keys).read(token).issuance_id
+    except LinkInvalid:
+        raise CommandError("that is neither an issuance id nor a link signed by this server") from None
+
+
+def revoke(args: argparse.Namespace, settings: Settings) -> int:
+    issuance_id = _issuance_id(args.target, settings)
+    audit = _open_audit(settings)
+    try:
+        if not audit.revoke(issuance_id, utc_now()):
+            raise CommandError(f"no issuance with id {issuance_id}")
+    finally:
+        audit.close()
+    print(f"revoked issuance {issuance_id}")
+    return 0
+
+
+def prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete attempts older than N days, then issuances that old that no attempt refers to."""
+    import datetime
+
+    cutoff = utc_now() - datetime.timedelta(days=args.older_than)
+    attempts, issuances = DownloadAttempt.__table__, Issuance.__table__
+    audit = _open_audit(settings)
+    try:
+        with audit.engine.begin() as connection:
+            removed_attempts = connection.execute(delete(attempts).where(attempts.c.started_at < cutoff)).rowcount
+            referenced = exists(select(attempts.c.id).where(attempts.c.issuance_id == issuances.c.id))
+            removed_issuances = connection.execute(
+                delete(issuances).where(issuances.c.created_at < cutoff, ~referenced)
+            ).rowcount
+    finally:
+        audit.close()
+    print(
+        f"removed {removed_attempts} download attempts and {removed_issuances} issuances "
+        f"older than {cutoff:%Y-%m-%d %H:%M} UTC"
+    )
+    return 0

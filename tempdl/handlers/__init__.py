@@ -1,0 +1,1 @@
+"""HTTP handlers: each gets what it needs through `initialize(**kwargs)` from `tempdl.app`."""

@@ -1,0 +1,264 @@
+"""`GET`/`HEAD /api/get_file/{token}`: check the link, then serve the file as StaticFileHandler does.
+
+We extend `tornado.web.StaticFileHandler` and keep its parts: path confinement and symlink checks
+(`validate_absolute_path`), `set_headers`, `should_return_304`, content types. What we add: the
+token and audit around it, an ETag from size/mtime/inode instead of hashing the whole file on the
+event loop, If-Range, no multipart ranges, and a body loop that counts the bytes that really went
+out. Every request, served or refused, ends as one `download_attempts` row.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import logging
+import mimetypes
+import os
+import re
+import unicodedata
+import urllib.parse
+from typing import Any
+
+from tornado import httputil
+from tornado.iostream import StreamClosedError
+from tornado.web import HTTPError, StaticFileHandler
+
+from tempdl import refusals
+from tempdl.access import Gate, Grant, Refused
+from tempdl.audit import Attempt, AuditLog, AuditUnavailable
+from tempdl.handlers.base import RefusalMixin, write_error_page
+from tempdl.inflight import InFlight
+from tempdl.streaming import send_chunks
+from tempdl.timeutil import Clock, duration_text
+
+log = logging.getLogger("tempdl.download")
+
+PREVIEW_AGENTS = re.compile(
+    r"MicroMessenger|facebookexternalhit|Facebot|Twitterbot|Slackbot|Discordbot|TelegramBot|WhatsApp|"
+    r"LinkedInBot|SkypeUriPreview|Embedly|Iframely|redditbot|Applebot|Pinterest|vkShare|Googlebot|"
+    r"bingbot|Bytespider|Mattermost|Synapse",
+    re.IGNORECASE,
+)
+
+
+def is_preview(headers: httputil.HTTPHeaders) -> bool:
+    """WeChat's in-app browser, link-preview bots and prefetches: they get a page, never bytes."""
+    purpose = (headers.get("Sec-Purpose", "") + headers.get("Purpose", "") + headers.get("X-Moz", "")).lower()
+    return "prefetch" in purpose or "preview" in purpose or bool(PREVIEW_AGENTS.search(headers.get("User-Agent", "")))
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` with an ASCII `filename=` and, for other names, RFC 5987 `filename*=`."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    ascii_name = re.sub(r"[^A-Za-z0-9._()+ -]", "_", ascii_name).strip(" .") or "download"
+    if "." in name and "." not in ascii_name:
+        ascii_name += "." + name.rsplit(".", 1)[1].encode("ascii", "ignore").decode() or ""
+    header = f'attachment; filename="{ascii_name}"'
+    if ascii_name != name:
+        header += "; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
+    return header
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+class DownloadHandler(RefusalMixin, StaticFileHandler):
+    def initialize(self, *, gate: Gate, audit: AuditLog, clock: Clock, inflight: InFlight) -> None:  # type: ignore[override]
+        super().initialize(path=str(gate.catalog.files_dir))
+        self.gate = gate
+        self.audit = audit
+        self.clock = clock
+        self.inflight = inflight
+        self.grant: Grant | None = None
+        self.attempt: Attempt | None = None
+
+    def head(self, token: str):  # type: ignore[override]
+        return self.get(token, include_body=False)
+
+    async def get(self, token: str, include_body: bool = True) -> None:  # type: ignore[override]
+        attempt = self.attempt = Attempt(
+            started_at=self.clock(),
+            client_ip=self.request.remote_ip,
+            user_agent=self.request.headers.get("User-Agent"),
+        )
+        self.inflight.enter(self)
+        try:
+            self.grant = await self.gate.admit(token, attempt, resumes=self._resumes())
+            if is_preview(self.request.headers):
+                await self._show_landing_page()
+            else:
+                await self._serve(include_body)
+        except Refused as refused:
+            log.info("refused reason=%s issuance=%s %s", refused.refusal.reason, attempt.issuance_id, refused.detail)
+            await self._refuse(refused.refusal)
+        except AuditUnavailable:
+            # Nothing is served unrecorded: without the audit database, the answer is 503.
+            if not self._headers_written:
+                self.write_refusal(refusals.UNAVAILABLE)
+        finally:
+            self.inflight.leave(self)
+
+    # --- the story of a served download --------------------------------------------------------
+
+    async def _serve(self, include_body: bool) -> None:
+        grant, attempt = self.grant, self.attempt
+        assert grant is not None and attempt is not None
+        self.path = grant.offered.path
+        try:
+            self.absolute_path = self.validate_absolute_path(self.root, str(grant.path))
+        except HTTPError:
+            raise Refused(refusals.NOT_FOUND, f"file {grant.offered.id!r} vanished") from None
+        self.modified = self.get_modified_time()
+        self.set_headers()
+        if self.should_return_304():
+            self.set_status(304)
+            return await self._record(outcome="not_modified")
+
+        size = self.get_content_size()
+        span = self._requested_span(size)
+        if span is None:
+            self.set_status(416)
+            self.set_header("Content-Type", "text/plain")
+            self.set_header("Content-Range", f"bytes */{size}")
+            return await self._record(outcome="bad")
+        start, end = span  # end is exclusive
+        if (start, end) != (0, size):
+            self.set_status(206)
+            self.set_header("Content-Range", httputil._get_content_range(start, end, size))
+        self.set_header("Content-Length", end - start)
+        attempt.range_start, attempt.range_end = start, (end - 1 if end > start else None)
+        if not include_body:
+            return await self._record(outcome="ok")
+
+        await self._open_attempt()
+        try:
+            await self.flush()  # headers first, so the body count starts at zero
+            attempt.bytes_sent = await send_chunks(self, grant.path, start, end - start)
+        except StreamClosedError:
+            attempt.bytes_sent = 0
+        attempt.outcome = "ok" if attempt.bytes_sent == end - start else "partial"
+        await self._close_attempt()
+
+    def _requested_span(self, size: int) -> tuple[int, int] | None:
+        """The byte span to send as (start, exclusive end), or None when unsatisfiable (416).
+
+        A malformed or multi-range header is ignored (whole file), so no request can make us send
+        more bytes than the file has; so is a Range whose If-Range no longer matches the file,
+        so a resumed download never splices two versions together.
+        """
+        header = self.request.headers.get("Range")
+        if not header or not self._if_range_matches():
+            return (0, size)
+        parsed = httputil._parse_request_range(header)
+        if parsed is None:
+            return (0, size)
+        start, end = parsed
+        if start is not None and start < 0:  # suffix range: the last -start bytes
+            start = max(0, start + size)
+        if (start is not None and (start >= size or (end is not None and start >= end))) or end == 0:
+            return None
+        start = start or 0
+        end = size if end is None else min(end, size)
+        return (start, end)
+
+    def _if_range_matches(self) -> bool:
+        validator = self.request.headers.get("If-Range")
+        if not validator:
+            return True
+        validator = validator.strip()
+        if validator.startswith('"'):
+            return validator == self.compute_etag()
+        try:
+            since = email.utils.parsedate_to_datetime(validator)
+        except (TypeError, ValueError):
+            return False
+        return self.modified is not None and since == self.modified
+
+    def _resumes(self) -> bool:
+        parsed = httputil._parse_request_range(self.request.headers.get("Range", "") or "x")
+        return bool(parsed and parsed[0] is not None and parsed[0] > 0)
+
+    # --- StaticFileHandler hooks ---------------------------------------------------------------
+
+    def compute_etag(self) -> str | None:
+        """A strong ETag from inode, size and mtime: cheap, and it changes when the file does."""
+        stat = getattr(self, "_stat_result", None)
+        if stat is None:
+            return None
+        return f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+
+    def get_cache_time(self, path: str, modified: datetime.datetime | None, mime_type: str) -> int:
+        return 0
+
+    def set_extra_headers(self, path: str) -> None:
+        assert self.grant is not None
+        self.set_header("Content-Disposition", content_disposition(self.grant.offered.name))
+        self.set_header("Cache-Control", "private, no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def get_content_type(self) -> str:
+        return super().get_content_type() if self.grant is None else self._type_for(self.grant.offered.name)
+
+    @staticmethod
+    def _type_for(name: str) -> str:
+        mime_type, encoding = mimetypes.guess_type(name)
+        if encoding or not mime_type:
+            return "application/octet-stream"
+        return mime_type
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        write_error_page(self, status_code)
+
+    # --- pages and audit ---------------------------------------------------------------------------
+
+    async def _show_landing_page(self) -> None:
+        grant, attempt = self.grant, self.attempt
+        assert grant is not None and attempt is not None
+        remaining = int((grant.issuance.expires_at - attempt.started_at).total_seconds())
+        remaining_zh, remaining_en = duration_text(remaining)
+        size = os.stat(grant.path).st_size
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        if self.request.method != "HEAD":
+            self.write(
+                self.render_string(
+                    "landing.html",
+                    name=grant.offered.name,
+                    size=human_size(size),
+                    remaining_zh=remaining_zh,
+                    remaining_en=remaining_en,
+                )
+            )
+        await self._record(outcome="landing")
+
+    async def _refuse(self, refusal: refusals.Refusal) -> None:
+        self.write_refusal(refusal)
+        if refusal.outcome:
+            await self._record(outcome=refusal.outcome)
+
+    async def _record(self, *, outcome: str) -> None:
+        attempt = self.attempt
+        assert attempt is not None
+        attempt.outcome = outcome
+        attempt.http_status = self.get_status()
+        attempt.finished_at = self.clock()
+        await self.audit.run(self.audit.record_attempt, attempt)
+
+    async def _open_attempt(self) -> None:
+        attempt = self.attempt
+        assert attempt is not None
+        attempt.http_status = self.get_status()
+        await self.audit.run(self.audit.open_attempt, attempt)
+
+    async def _close_attempt(self) -> None:
+        attempt = self.attempt
+        assert attempt is not None
+        attempt.finished_at = self.clock()
+        await self.audit.run(self.audit.close_attempt, attempt)

@@ -1,0 +1,97 @@
+"""The audit tables, exactly as operators query them (see SPEC: issuances, download_attempts).
+
+Timestamps are stored as naive UTC in a plain DATETIME column, so `sqlite3` users can write
+`WHERE started_at >= '2026-11-30'` and PostgreSQL stores the same values; `UTCDateTime` hands
+them back to Python as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, MetaData, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+OUTCOMES = (
+    "ok",
+    "partial",
+    "expired",
+    "bad",
+    "revoked",
+    "limited",
+    "not_found",
+    "not_modified",
+    "landing",
+)
+CHANNELS = ("wechat", "cli", "admin")
+
+
+class UTCDateTime(TypeDecorator[datetime.datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime.datetime | None, dialect) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("audit timestamps must be timezone-aware")
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime.datetime | None, dialect) -> datetime.datetime | None:
+        return None if value is None else value.replace(tzinfo=datetime.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Issuance(Base):
+    """One link handed out: to whom, for which file, valid until when."""
+
+    __tablename__ = "issuances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    file_id: Mapped[str] = mapped_column(String(128))
+    recipient: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(16))
+    max_downloads: Mapped[int | None] = mapped_column(Integer)
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index(None, "recipient", "created_at"), Index(None, "created_at"))
+
+
+class DownloadAttempt(Base):
+    """One request for a link, whatever came of it; `bytes_sent` is what really went out."""
+
+    __tablename__ = "download_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuance_id: Mapped[int | None] = mapped_column(ForeignKey("issuances.id"))
+    file_id: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int] = mapped_column(Integer)
+    range_start: Mapped[int | None] = mapped_column(BigInteger)
+    range_end: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+
+    __table_args__ = (
+        Index(None, "issuance_id"),
+        Index(None, "started_at"),
+        Index(None, "finished_at"),
+    )

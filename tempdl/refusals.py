@@ -1,0 +1,85 @@
+"""Every way a download can be refused: HTTP status, audit outcome, and the words, in both languages.
+
+The JSON `reason` values are part of the outside interface (SPEC), so clients can act on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    status: int
+    outcome: str
+    chinese: str
+    english: str
+    retry_after: int | None = None
+
+    @property
+    def bilingual(self) -> str:
+        return f"{self.chinese} {self.english}"
+
+    def as_json(self) -> dict[str, str]:
+        return {"status": "fail", "reason": self.reason, "data": self.bilingual}
+
+
+BAD = Refusal(
+    "bad",
+    403,
+    "bad",
+    "链接无效。请重新向公众号发送关键词获取新链接。",
+    "This link is not valid. Send the keyword to the Official Account again for a new link.",
+)
+EXPIRED = Refusal(
+    "expired",
+    410,
+    "expired",
+    "链接已过期。请重新向公众号发送关键词获取新链接。",
+    "This link has expired. Send the keyword to the Official Account again for a new link.",
+)
+REVOKED = Refusal(
+    "revoked",
+    410,
+    "revoked",
+    "此链接已被撤销。",
+    "This link has been revoked.",
+)
+USED_UP = Refusal(
+    "used_up",
+    410,
+    "limited",
+    "此链接的下载次数已用完。请重新发送关键词获取新链接。",
+    "This link has been used as many times as it may be. Send the keyword again for a new link.",
+)
+BUSY = Refusal(
+    "busy",
+    503,
+    "limited",
+    "服务器正忙，请稍后再试。",
+    "The server is busy right now; please try again in a moment.",
+    retry_after=30,
+)
+QUOTA = Refusal(
+    "quota",
+    429,
+    "limited",
+    "您今天的下载流量已用完，请明天再试。",
+    "You have used up today's download allowance; please try again tomorrow.",
+)
+NOT_FOUND = Refusal(
+    "not_found",
+    404,
+    "not_found",
+    "此文件已不再提供。",
+    "This file is no longer on offer.",
+)
+UNAVAILABLE = Refusal(
+    "unavailable",
+    503,
+    "",
+    "服务暂时不可用，请稍后再试。",
+    "The service is temporarily unavailable; please try again shortly.",
+    retry_after=10,
+)
