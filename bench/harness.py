@@ -65,6 +65,7 @@ class Checks:
 def bench_server(srv: servers.Server, files: dict, args, bufs: list[bytearray], checks: Checks) -> dict:
     r: dict = {}
     port, small, big = srv.port, files["small"], files["big"]
+    load = measure.ForeignLoad(srv.pid)
     r["rss_start"] = measure.rss_mib(measure.tree(srv.pid))
 
     # Correctness first (also warms up: StaticFileHandler hashes the file on first use).
@@ -123,6 +124,8 @@ def bench_server(srv: servers.Server, files: dict, args, bufs: list[bytearray], 
     if idle.still_open != args.idle:
         r.setdefault("notes", []).append(f"only {idle.still_open} of {args.idle} idle connections still open after 1 s")
     log(f"  {args.idle} idle connections: RSS {idle.rss_before:.1f} -> {idle.rss_with:.1f} MiB, {idle.still_open} still open")
+    r["foreign"], r["steal"] = load.share()
+    log(f"  other processes used {r['foreign']:.0%} of the CPUs meanwhile, hypervisor steal {r['steal']:.0%}")
     return r
 
 
@@ -236,6 +239,13 @@ def main() -> int:
 
     elapsed = time.monotonic() - t_start
     notes = [f"- {names[k]}: {n}" for k in wanted for n in results.get(k, {}).get("notes", [])]
+    disturbed = [k for k in wanted if results.get(k, {}).get("foreign", 0) > 0.05]
+    if disturbed:
+        notes.insert(0, "- **WARNING: other processes were busy during this run** (CPU share of all CPUs taken by "
+                     "processes outside the benchmark: " + ", ".join(f"{names[k]} {results[k]['foreign']:.0%}" for k in disturbed)
+                     + "). Figures of those rows are unreliable; run again on a quiet machine.")
+    notes += [f"- {names[k]}: other processes {results[k]['foreign']:.0%} of the CPUs, steal {results[k]['steal']:.0%}"
+              for k in wanted if "foreign" in results.get(k, {})]
     notes += [f"- {names[k]} throughput samples: {results[k]['samples']}" for k in wanted if results.get(k, {}).get("samples")]
     text = "\n\n".join(filter(None, [
         "# tempdl benchmark",

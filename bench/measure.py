@@ -74,6 +74,41 @@ def rss_mib(pids: list[int]) -> float:
     return total * PAGE_KIB / 1024
 
 
+def _machine_busy() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat.
+
+    irq and softirq time are left out: on this kernel loopback TCP processing is accounted
+    there, to no process, so it would look like someone else's load."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(x) for x in f.readline().split()[1:9])
+    return (user + nice + system) / CLK_TCK, steal / CLK_TCK
+
+
+def _own_cpu() -> float:
+    t = os.times()  # this process and the children it has waited for (wrk, curl, ...)
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class ForeignLoad:
+    """How much of the machine something other than this benchmark used meanwhile.
+
+    Other work on the two CPUs (a test suite, a build) slows whichever server is being
+    measured; the report names it instead of letting it pass for the server's speed."""
+
+    def __init__(self, server_pid: int):
+        self.pid = server_pid
+        self.t0 = time.monotonic()
+        self.busy0, self.steal0 = _machine_busy()
+        self.own0 = _own_cpu() + cpu_seconds(tree(server_pid))
+
+    def share(self) -> tuple[float, float]:
+        """(foreign, steal) as fractions of all CPUs over the window so far."""
+        capacity = (time.monotonic() - self.t0) * (os.cpu_count() or 1)
+        busy, steal = _machine_busy()
+        own = _own_cpu() + cpu_seconds(tree(self.pid)) - self.own0
+        return max(0.0, busy - self.busy0 - own) / capacity, (steal - self.steal0) / capacity
+
+
 class RssSampler:
     """Samples the tree's resident memory every `interval` seconds; `.peak` in MiB."""
 
