@@ -75,12 +75,15 @@ def bench_server(srv: servers.Server, files: dict, args, bufs: list[bytearray], 
 
     # (a) 4 KiB keep-alive request rate.
     measure.wrk(port, srv.small_path, small["path"], seconds=1)  # warm-up
+    pids = measure.tree(srv.pid)
+    cpu0 = measure.cpu_seconds(pids)
     w = measure.wrk(port, srv.small_path, small["path"], seconds=args.wrk_seconds)
+    r["cpu_req"] = (measure.cpu_seconds(pids) - cpu0) / max(1, w.good + w.bad) * 1e6
     if w.bad or not w.good:
         raise measure.BodyError(f"wrk: {w.bad} of {w.good + w.bad} responses were not 200 with the exact 4 KiB file")
     checks.wrk_bodies += w.good
     r["rps"], r["p99"] = w.rps, w.p99_ms
-    log(f"  4 KiB: {w.rps:,.0f} req/s, p99 {w.p99_ms:.2f} ms {w.socket_errors}")
+    log(f"  4 KiB: {w.rps:,.0f} req/s, p99 {w.p99_ms:.2f} ms, server CPU {r['cpu_req']:.0f} µs/request {w.socket_errors}")
 
     # (b) throughput, (c) CPU per GiB over all of them, (d) peak RSS with 4 clients.
     pids = measure.tree(srv.pid)
@@ -156,7 +159,8 @@ def describe(args, elapsed: float, checks: Checks) -> str:
         f"- when: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}, harness {elapsed:.0f} s",
         f"- machine: {cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}, {nginx}",
         f"- pinning: each server on CPU 0, every client (wrk, Python clients) on CPU 1; loopback only",
-        f"- 4 KiB: wrk -t1 -c16 -d{args.wrk_seconds}s keep-alive after 1 s warm-up; p99 from wrk --latency",
+        f"- 4 KiB: wrk -t1 -c16 -d{args.wrk_seconds}s keep-alive after 1 s warm-up; p99 from wrk --latency; "
+        "CPU µs/req = server tree utime+stime during that run ÷ responses",
         f"- 256 MiB: median of {args.repeat1} single downloads and of {args.repeat4} rounds of 4 at once "
         f"(4 clients = aggregate MiB/s); CPU = server tree utime+stime over all of them ÷ GiB served",
         f"- memory: RSS of the server's whole process tree sampled every 50 ms; slow readers read {args.slow_rate} MiB/s each"

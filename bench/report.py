@@ -19,6 +19,7 @@ class Column:
 COLUMNS = [
     Column("rps", "4 KiB req/s", "{:,.0f}", "higher"),
     Column("p99", "4 KiB p99 ms", "{:.2f}", "lower"),
+    Column("cpu_req", "4 KiB server CPU µs/req", "{:,.0f}", "lower"),
     Column("mib1", "256 MiB, 1 client MiB/s", "{:,.0f}", "higher"),
     Column("mib4", "256 MiB, 4 clients MiB/s", "{:,.0f}", "higher"),
     Column("cpu_gib", "server CPU s/GiB", "{:.3f}", "lower"),
