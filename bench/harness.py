@@ -52,6 +52,15 @@ def make_files(files: Path, huge: bool) -> dict:
     return out
 
 
+def keep_log(log_file: Path, out_dir: Path) -> None:
+    """Server logs outlive the temp dir in bench/out/ (gitignored), for post-mortems."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / log_file.name).write_bytes(log_file.read_bytes()[-4 * MiB:])
+    except OSError:
+        pass
+
+
 class Checks:
     """What was verified, for the report's footer."""
 
@@ -233,9 +242,13 @@ def main() -> int:
             log(f"{key}: {traceback.format_exc()}")
         finally:
             if srv is not None:
-                if srv.proc.poll() is not None and not results.get(key, {}).get("error"):
-                    results[key]["error"] = f"server exited with {srv.proc.returncode} during the run"
-                srv.stop()
+                row = results.setdefault(key, {})
+                if srv.proc.poll() is not None and not row.get("error"):
+                    row["error"] = f"server exited with {srv.proc.returncode} during the run"
+                stop_note = srv.stop()
+                if stop_note:
+                    row.setdefault("notes", []).append(stop_note)
+                keep_log(srv.log, args.out.parent)
                 if results.get(key, {}).get("error"):
                     results[key]["error"] += f"\n\n  log tail ({srv.log.name}):\n" + "\n".join(
                         "    " + ln for ln in servers.tail(srv.log, 15).splitlines())

@@ -69,16 +69,23 @@ class Server:
     def pid(self) -> int:
         return self.proc.pid
 
-    def stop(self) -> None:
+    def stop(self) -> str | None:
+        """SIGTERM, then SIGKILL after 10 s. Returns a note when the server did not stop cleanly."""
+        note = None
         if self.proc.poll() is None:
+            t0 = time.monotonic()
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             try:
-                self.proc.wait(timeout=10)
+                rc = self.proc.wait(timeout=10)
+                if rc not in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
+                    note = f"exited with {rc} on SIGTERM"
+                elif time.monotonic() - t0 > 2:
+                    note = f"took {time.monotonic() - t0:.1f}s to stop on SIGTERM with nothing in flight"
             except subprocess.TimeoutExpired:
-                pass
+                note = "still running 10 s after SIGTERM with nothing in flight; killed"
         try:  # workers or helper processes still in the group
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -87,6 +94,7 @@ class Server:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        return note
 
 
 def _spawn(work: Path, name: str, argv: list[str], cwd: Path, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
