@@ -9,8 +9,9 @@ phones on bad lines drop connections.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tempdl import refusals
 from tempdl.audit import Attempt, AuditLog, IssuanceRecord
@@ -18,6 +19,14 @@ from tempdl.catalog import Catalog, OfferedFile
 from tempdl.config import Settings
 from tempdl.refusals import Refusal
 from tempdl.tokens import LinkInvalid, LinkSigner
+
+
+def local_day_bounds(moment: datetime.datetime, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.datetime]:
+    """Start and end (UTC) of the operator's calendar day that contains `moment`."""
+    local_day = moment.astimezone(zone).date()
+    start = datetime.datetime.combine(local_day, datetime.time(), zone)
+    end = datetime.datetime.combine(local_day + datetime.timedelta(days=1), datetime.time(), zone)
+    return start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
 
 
 class Refused(Exception):
@@ -34,6 +43,7 @@ class Grant:
     issuance: IssuanceRecord
     offered: OfferedFile
     path: Path
+    size: int
 
 
 class Gate:
@@ -71,7 +81,24 @@ class Gate:
         path = offered and self.catalog.absolute_path(offered)
         if offered is None or path is None:
             raise Refused(refusals.NOT_FOUND, f"file {issuance.file_id!r} is not on offer or not on disk")
-        return Grant(issuance, offered, path)
+        grant = Grant(issuance, offered, path, path.stat().st_size)
+        await self._check_limits(grant, now)
+        return grant
+
+    async def _check_limits(self, grant: Grant, now: datetime.datetime) -> None:
+        """The counted limits, read from the database so they hold across restarts."""
+        issuance = grant.issuance
+        if issuance.max_downloads:
+            completed = await self.audit.run(self.audit.completed_downloads, issuance.id, grant.size)
+            if completed >= issuance.max_downloads:
+                raise Refused(refusals.USED_UP, f"issuance {issuance.id}: {completed} complete downloads")
+        allowance = self.settings.limits.recipient_daily_bytes
+        if allowance and issuance.recipient:
+            day_start, day_end = local_day_bounds(now, self.settings.zone)
+            used = await self.audit.run(self.audit.recipient_bytes_since, issuance.recipient, day_start)
+            if used >= allowance:
+                retry_after = max(1, int((day_end - now).total_seconds()))
+                raise Refused(replace(refusals.QUOTA, retry_after=retry_after), f"recipient used {used} bytes today")
 
     async def _may_resume(self, issuance: IssuanceRecord, now: datetime.datetime, resumes: bool) -> bool:
         grace = self.settings.resume_grace

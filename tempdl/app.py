@@ -15,10 +15,11 @@ from tempdl.conversation import Conversation
 from tempdl.handlers.base import BaseHandler
 from tempdl.handlers.download import DownloadHandler
 from tempdl.handlers.health import HealthHandler
-from tempdl.handlers.wechat import WeChatHandler
+from tempdl.handlers.wechat import WeChatHandler, wechat_handler_arguments
 from tempdl.inflight import InFlight
 from tempdl.issuing import DOWNLOAD_ROUTE, Issuer
 from tempdl.templates import PackageLoader
+from tempdl.throttle import RateLimiter
 from tempdl.timeutil import Clock, utc_now
 from tempdl.tokens import LinkSigner
 
@@ -67,17 +68,23 @@ def make_app(
     signer = LinkSigner(settings.secret_keys)
     issuer = Issuer(settings, audit, signer)
     gate = Gate(settings, audit, signer, catalog)
-    conversation = Conversation(catalog, issuer, audit)
+    conversation = Conversation(catalog, issuer, audit, welcome=settings.wechat.welcome)
+    wechat = wechat_handler_arguments(settings.wechat, conversation, clock)
+    streams = InFlight()
     routes = [
-        (
-            settings.wechat.path,
-            WeChatHandler,
-            {"wechat": settings.wechat, "conversation": conversation, "clock": clock},
-        ),
+        (settings.wechat.path, WeChatHandler, wechat),
         (
             DOWNLOAD_ROUTE + r"([^/]*)",
             DownloadHandler,
-            {"gate": gate, "audit": audit, "clock": clock, "inflight": inflight},
+            {
+                "gate": gate,
+                "audit": audit,
+                "clock": clock,
+                "inflight": inflight,
+                "streams": streams,
+                "shared_limiter": RateLimiter(settings.limits.total_rate) if settings.limits.total_rate else None,
+                "use_sendfile": settings.sendfile,
+            },
         ),
         (r"/healthz", HealthHandler, {"audit": audit}),
     ]
@@ -89,6 +96,8 @@ def make_app(
         "tempdl_issuer": issuer,
         "tempdl_catalog": catalog,
         "tempdl_inflight": inflight,
+        "tempdl_wechat_retries": wechat["retries"],
+        "tempdl_streams": streams,
     }
     app_settings.update(overrides)
     return Application(routes, **app_settings)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from tempdl.models import DownloadAttempt, Issuance
 
 T = TypeVar("T")
+log = logging.getLogger("tempdl.audit")
 _issuances = Issuance.__table__
 _attempts = DownloadAttempt.__table__
 
@@ -70,22 +72,50 @@ class Attempt:
         }
 
 
+def _writes(method: Callable[..., T]) -> Callable[..., T]:
+    """Mark a method that writes: its success ends an incident of an unwritable database."""
+    method.writes = True  # type: ignore[attr-defined]
+    return method
+
+
 class AuditUnavailable(Exception):
     """The audit database cannot be written or read right now (locked, read-only, full, gone)."""
+
+
+class IssuanceCapReached(Exception):
+    """The recipient already had `cap` links within the window; the next may be issued at `retry_at`."""
+
+    def __init__(self, cap: int, retry_at: datetime.datetime) -> None:
+        super().__init__(f"{cap} issuances within the window; next at {retry_at.isoformat()}")
+        self.cap = cap
+        self.retry_at = retry_at
 
 
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-audit")
+        self.failing = False  # True from a failed write until the next successful one
 
     async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run one of this store's methods on the audit thread and wait for it without blocking."""
+        """Run one of this store's methods on the audit thread and wait for it without blocking.
+
+        A database error becomes `AuditUnavailable`. It is logged once when an incident starts
+        and once when a write succeeds again, not on every request in between.
+        """
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
-        except DBAPIError as error:
-            raise AuditUnavailable(str(error.orig)) from error
+            result = await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
+        except (DBAPIError, AuditUnavailable) as error:
+            reason = str(getattr(error, "orig", error))
+            if not self.failing:
+                self.failing = True
+                log.error("event=audit_unavailable error=%r: answering 503 until it can be written", reason)
+            raise AuditUnavailable(reason) from error
+        if self.failing and getattr(method, "writes", False):
+            self.failing = False
+            log.warning("event=audit_recovered: the audit database takes writes again")
+        return result
 
     def close(self) -> None:
         """Wait for queued writes to finish, then release the database."""
@@ -94,6 +124,7 @@ class AuditLog:
 
     # --- issuances --------------------------------------------------------------------------
 
+    @_writes
     def create_issuance(
         self,
         *,
@@ -117,11 +148,76 @@ class AuditLog:
             )
             return int(result.inserted_primary_key[0])
 
+    def create_issuance_within_cap(
+        self,
+        *,
+        file_id: str,
+        recipient: str,
+        channel: str,
+        created_at: datetime.datetime,
+        expires_at: datetime.datetime,
+        max_downloads: int | None,
+        cap: int,
+        window: datetime.timedelta,
+    ) -> int:
+        """Like `create_issuance`, unless `recipient` already had `cap` issuances within `window`.
+
+        Count and insert share one transaction, so two requests at once cannot both slip under
+        the cap, even from two processes. The insert comes first: SQLite takes its write lock
+        there (a count first would run outside the transaction, before pysqlite's implicit
+        BEGIN), so a second writer waits and then counts this row too. PostgreSQL's READ
+        COMMITTED would let two transactions miss each other's rows, so there a transaction-scoped
+        advisory lock on the recipient serializes them. Over the cap, the transaction rolls back
+        and `IssuanceCapReached` says when the oldest counted issuance leaves the window.
+        """
+        if cap < 1:
+            raise ValueError("cap must be at least 1")
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:recipient))"), {"recipient": recipient})
+            issuance_id = int(
+                connection.execute(
+                    insert(_issuances).values(
+                        file_id=file_id,
+                        recipient=recipient,
+                        channel=channel,
+                        created_at=created_at,
+                        expires_at=expires_at,
+                        max_downloads=max_downloads,
+                    )
+                ).inserted_primary_key[0]
+            )
+            # The cap-th most recent earlier issuance in the window: if there is one, we are over.
+            blocking = connection.execute(
+                select(_issuances.c.created_at)
+                .where(
+                    _issuances.c.recipient == recipient,
+                    _issuances.c.created_at > created_at - window,
+                    _issuances.c.id != issuance_id,
+                )
+                .order_by(_issuances.c.created_at.desc())
+                .limit(1)
+                .offset(cap - 1)
+            ).scalar()
+            if blocking is not None:
+                raise IssuanceCapReached(cap, blocking + window)
+        return issuance_id
+
+    def issuances_since(self, recipient: str, since: datetime.datetime) -> int:
+        """How many links `recipient` was sent after `since` (any channel)."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(func.count())
+                .select_from(_issuances)
+                .where(_issuances.c.recipient == recipient, _issuances.c.created_at > since)
+            ).scalar_one()
+
     def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(_issuances).where(_issuances.c.id == issuance_id)).first()
         return None if row is None else IssuanceRecord(**row._mapping)
 
+    @_writes
     def revoke(self, issuance_id: int, at: datetime.datetime) -> bool:
         """Mark an issuance revoked; False when there is no such issuance."""
         with self.engine.begin() as connection:
@@ -134,6 +230,7 @@ class AuditLog:
 
     # --- attempts ---------------------------------------------------------------------------
 
+    @_writes
     def record_attempt(self, attempt: Attempt) -> int:
         """Write a finished attempt (a refusal, a 304, a HEAD, a landing page) in one go."""
         if attempt.finished_at is None:
@@ -143,18 +240,32 @@ class AuditLog:
         attempt.id = int(result.inserted_primary_key[0])
         return attempt.id
 
-    def open_attempt(self, attempt: Attempt) -> int:
-        """Write the row of a download that is about to send bytes.
+    @_writes
+    def open_attempt(self, attempt: Attempt, *, download_cap: int | None = None, file_size: int = 0) -> bool:
+        """Write the row of a download that is about to send bytes; False when the link is used up.
 
-        It starts as `partial` with no `finished_at`, so a crash mid-download still leaves an
-        honest row behind; `close_attempt` fills in what really happened.
+        The row starts as `partial` with no `finished_at`, so a crash mid-download still leaves an
+        honest row behind; `close_attempt` fills in what really happened. With a `download_cap`,
+        the check and the insert are one transaction holding the issuance row (FOR UPDATE on
+        PostgreSQL; SQLite allows one writer at a time), so two servers racing for the last
+        allowed download cannot both win.
         """
         attempt.finished_at = None
         with self.engine.begin() as connection:
+            if download_cap and attempt.issuance_id is not None:
+                connection.execute(
+                    select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update()
+                )
+                used = _completed_downloads(connection, attempt.issuance_id, file_size)
+                if attempt.range_start == 0:
+                    used += _fresh_downloads_in_flight(connection, attempt.issuance_id)
+                if used >= download_cap:
+                    return False
             result = connection.execute(insert(_attempts).values(attempt.row()))
         attempt.id = int(result.inserted_primary_key[0])
-        return attempt.id
+        return True
 
+    @_writes
     def close_attempt(self, attempt: Attempt) -> None:
         assert attempt.id is not None and attempt.finished_at is not None
         with self.engine.begin() as connection:
@@ -171,6 +282,7 @@ class AuditLog:
                 )
             )
 
+    @_writes
     def close_abandoned_attempts(self, now: datetime.datetime) -> int:
         """Mark attempts a crash left open (no `finished_at`) as `partial`; return how many."""
         with self.engine.begin() as connection:
@@ -178,6 +290,32 @@ class AuditLog:
                 update(_attempts).where(_attempts.c.finished_at.is_(None)).values(outcome="partial", finished_at=now)
             )
             return result.rowcount
+
+    @_writes
+    def probe_write(self) -> None:
+        """Take the write lock and let go of it: proves the database would accept a write now."""
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                connection.exec_driver_sql("ROLLBACK")
+            else:
+                connection.execute(text("SELECT 1"))
+                if connection.execute(text("SHOW transaction_read_only")).scalar() == "on":
+                    raise AuditUnavailable("the database is read-only")
+
+    def completed_downloads(self, issuance_id: int, file_size: int) -> int:
+        with self.engine.connect() as connection:
+            return _completed_downloads(connection, issuance_id, file_size)
+
+    def recipient_bytes_since(self, recipient: str, since: datetime.datetime) -> int:
+        """Body bytes sent on all links of one recipient since a moment (the daily allowance)."""
+        with self.engine.connect() as connection:
+            total = connection.execute(
+                select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0))
+                .select_from(_attempts.join(_issuances, _attempts.c.issuance_id == _issuances.c.id))
+                .where(_issuances.c.recipient == recipient, _attempts.c.started_at >= since)
+            ).scalar_one()
+        return int(total)
 
     def started_download_before(self, issuance_id: int, moment: datetime.datetime) -> bool:
         """Whether bytes of this link started flowing before `moment` (resume after expiry)."""
@@ -193,3 +331,28 @@ class AuditLog:
                 .limit(1)
             ).first()
         return found is not None
+
+
+def _completed_downloads(connection: Connection, issuance_id: int, file_size: int) -> int:
+    """Complete downloads of a link: all the body bytes it sent, in whole files.
+
+    A download fetched as several Range requests (download managers, resumes after a dropped
+    connection) counts once, when its pieces add up to the whole file.
+    """
+    sent = connection.execute(
+        select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0)).where(
+            _attempts.c.issuance_id == issuance_id, _attempts.c.outcome.in_(("ok", "partial"))
+        )
+    ).scalar_one()
+    return int(sent) // file_size if file_size > 0 else 0
+
+
+def _fresh_downloads_in_flight(connection: Connection, issuance_id: int) -> int:
+    """Downloads of a link from byte 0 that are still running: each will use up one download."""
+    return connection.execute(
+        select(func.count()).where(
+            _attempts.c.issuance_id == issuance_id,
+            _attempts.c.finished_at.is_(None),
+            _attempts.c.range_start == 0,
+        )
+    ).scalar_one()

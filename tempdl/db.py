@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -62,7 +62,10 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def ping(engine: Engine) -> None:
-    """Raise if the database does not answer a trivial query."""
+def integrity_problem(engine: Engine) -> str | None:
+    """SQLite's own consistency check after a crash; None when the file is sound (or not SQLite)."""
+    if engine.dialect.name != "sqlite":
+        return None
     with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+        verdict = [row[0] for row in connection.exec_driver_sql("PRAGMA quick_check")]
+    return None if verdict == ["ok"] else "; ".join(verdict[:3])

@@ -17,7 +17,7 @@ from tempdl.app import make_app
 from tempdl.audit import AuditLog
 from tempdl.cli import CommandError
 from tempdl.config import Settings
-from tempdl.db import make_engine, upgrade
+from tempdl.db import integrity_problem, make_engine, upgrade
 from tempdl.inflight import InFlight
 from tempdl.timeutil import utc_now
 
@@ -41,12 +41,24 @@ def make_http_server(app, settings: Settings) -> HTTPServer:
 def prepare_audit(settings: Settings) -> AuditLog:
     """Open the audit database, migrate it, and close attempts a crash left open."""
     engine = make_engine(settings.database_url)
+    problem = integrity_problem(engine)
+    if problem:
+        raise CommandError(f"the audit database fails SQLite's integrity check ({problem}); restore a backup")
     upgrade(engine)
     audit = AuditLog(engine)
     closed = audit.close_abandoned_attempts(utc_now())
     if closed:
         log.warning("closed %d download attempts left open by an earlier crash (now partial)", closed)
     return audit
+
+
+def wechat_modes(settings: Settings) -> str:
+    """What the start-up line says about the WeChat endpoint: which message modes will work."""
+    if not settings.wechat.token:
+        return "not configured (set wechat.token)"
+    if settings.wechat.encoding_aes_key and settings.wechat.app_id:
+        return "live: plain, compatible and safe mode"
+    return "live: plain mode; set wechat.app_id and wechat.encoding_aes_key for safe mode"
 
 
 async def serve_until_stopped(settings: Settings) -> None:
@@ -64,7 +76,7 @@ async def serve_until_stopped(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    wechat_state = "live" if settings.wechat.token else "not configured (set wechat.token)"
+    wechat_state = wechat_modes(settings)
     log.info(
         "tempdl listening on http://%s:%d config=%s public_url=%s wechat=%s (%s) files_dir=%s",
         settings.address,

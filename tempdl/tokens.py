@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 DOWNLOAD_SALT = "tempdl.download"
 MAX_TOKEN_LENGTH = 200
@@ -26,6 +27,19 @@ class LinkInvalid(Exception):
 class SignedLink:
     issuance_id: int
     signed_at: datetime.datetime
+
+
+def _is_canonical(token: str) -> bool:
+    """Whether the signature is the one spelling of its bytes.
+
+    base64 leaves spare bits in the last character, so several strings decode to the same
+    signature; accepting only the canonical one means a token altered anywhere is refused.
+    """
+    signature = token.rpartition(".")[2]
+    try:
+        return base64_encode(base64_decode(signature)).decode("ascii") == signature
+    except Exception:
+        return False
 
 
 class LinkSigner:
@@ -47,6 +61,8 @@ class LinkSigner:
         """Return the issuance a token names; raise `LinkInvalid` for anything we did not sign."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise LinkInvalid("token has an impossible length")
+        if not _is_canonical(token):
+            raise LinkInvalid("token is not in canonical form")
         try:
             issuance_id, signed_at = self._serializer.loads(token, return_timestamp=True)
         except BadSignature as error:

@@ -18,7 +18,7 @@ from tempdl.audit import AuditLog
 from tempdl.config import ensure_secret_keys, load_settings
 from tempdl.inflight import InFlight
 from tempdl.serving import make_http_server, prepare_audit
-from tests.support import FakeClock, sample_files
+from tests.support import FakeClock, fresh_nonce, rows, sample_files, signed_query
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -111,3 +111,30 @@ def issue_link(app, audit: AuditLog, clock: FakeClock):
         return urllib.parse.urlsplit(issued.url).path
 
     return _issue
+
+
+@pytest.fixture
+def audit_rows(settings, inflight: InFlight):
+    """`await audit_rows(sql)`: read the audit DB once every download in flight has written its row."""
+
+    async def _rows(sql: str, *params) -> list:
+        assert await inflight.wait_idle(5), "a download did not finish"
+        return rows(settings.database_url, sql, *params)
+
+    return _rows
+
+
+@pytest.fixture
+def wechat_post(fetch, clock):
+    """`await wechat_post(body, **query)`: a POST to /wechat signed at the test clock's time.
+
+    Each call gets a fresh nonce unless `nonce=` is given, as WeChat's requests do; other query
+    arguments (`openid`, `timestamp`, `token` to sign with) pass through to `signed_query`.
+    """
+
+    async def _post(body: bytes, **query) -> tornado.httpclient.HTTPResponse:
+        query.setdefault("timestamp", str(int(clock().timestamp())))
+        query.setdefault("nonce", fresh_nonce())
+        return await fetch(f"/wechat?{signed_query(**query)}", method="POST", body=body, allow_nonstandard_methods=True)
+
+    return _post

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import secrets
 import sqlite3
 import urllib.parse
 from pathlib import Path
@@ -52,6 +53,30 @@ def signed_query(token: str = WECHAT_TOKEN, timestamp: str | None = None, nonce:
     params = {"signature": sha1_signature(token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
     params.update(extra)
     return urllib.parse.urlencode(params)
+
+
+def fresh_nonce() -> str:
+    """A nonce like WeChat's (decimal digits), different on every call."""
+    return str(secrets.randbelow(10**10))
+
+
+def wechat_event(event: str, *, event_key: str = "", sender: str = FOLLOWER, create_time: int = 1714036504) -> bytes:
+    return (
+        f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{sender}]]></FromUserName>"
+        f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<Event><![CDATA[{event}]]></Event><EventKey><![CDATA[{event_key}]]></EventKey></xml>"
+    ).encode()
+
+
+def wechat_message(msg_type: str, *, sender: str = FOLLOWER, msg_id: str = "6054768590064713728") -> bytes:
+    """A non-text message (image, voice, location, ...) with only the fields every message has."""
+    return (
+        f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{sender}]]></FromUserName>"
+        f"<CreateTime>1714036504</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>"
+        f"<MediaId><![CDATA[media_id]]></MediaId><MsgId>{msg_id}</MsgId></xml>"
+    ).encode()
 
 
 def text_message(

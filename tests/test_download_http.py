@@ -15,12 +15,11 @@ BIG = 300_000
 
 
 @pytest.fixture
-def attempts(settings, inflight):
-    """`await attempts()`: the audit rows, once every request in flight has written its own."""
+def attempts(audit_rows):
+    """`await attempts()`: the download_attempts rows, in order."""
 
     async def _attempts() -> list:
-        assert await inflight.wait_idle(5)
-        return rows(settings.database_url, "SELECT * FROM download_attempts ORDER BY id")
+        return await audit_rows("SELECT * FROM download_attempts ORDER BY id")
 
     return _attempts
 

@@ -8,7 +8,7 @@ import re
 import pytest
 import untangle
 
-from tests.support import ACCOUNT, FOLLOWER, link_path, rows, signed_query, text_message
+from tests.support import ACCOUNT, FOLLOWER, link_path, rows, text_message
 
 
 def reply_content(body: bytes) -> str:
@@ -40,13 +40,14 @@ async def test_handshake_with_a_wrong_signature_is_forbidden(fetch):
 
 
 @pytest.mark.gen_test
-async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, settings, files_dir):
-    response = await fetch(f"/wechat?{signed_query(openid=FOLLOWER)}", method="POST", body=text_message("Open Sesame"))
+async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, wechat_post, audit_rows, files_dir):
+    response = await wechat_post(text_message("Open Sesame"), openid=FOLLOWER)
     assert response.code == 200
-    # Without [[files]], every file is offered under its own name; this test's config has none.
-    assert response.body == b"success"
+    # Without [[files]], every file is offered under its own name; this test's config has none,
+    # so "Open Sesame" is an unknown keyword and gets the help text.
+    assert "InstMsiW.exe" in reply_content(response.body)
 
-    response = await fetch(f"/wechat?{signed_query()}", method="POST", body=text_message("  INSTMSIW.EXE "))
+    response = await wechat_post(text_message("  INSTMSIW.EXE ", msg_id="2"))
     content = reply_content(response.body)
     assert "10 分钟" in content and "10 minutes" in content
     url = re.search(r"http://\S+", content).group(0)
@@ -57,9 +58,9 @@ async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, settings
     assert download.code == 200
     assert download.body == (files_dir / "InstMsiW.exe").read_bytes()
 
-    issuance = rows(settings.database_url, "SELECT * FROM issuances")
+    issuance = await audit_rows("SELECT * FROM issuances")
     assert [(r["file_id"], r["recipient"], r["channel"]) for r in issuance] == [("InstMsiW.exe", FOLLOWER, "wechat")]
-    attempt = rows(settings.database_url, "SELECT * FROM download_attempts")
+    attempt = await audit_rows("SELECT * FROM download_attempts")
     assert [(r["issuance_id"], r["outcome"], r["http_status"], r["bytes_sent"]) for r in attempt] == [
         (issuance[0]["id"], "ok", 200, 300_000)
     ]
@@ -67,29 +68,27 @@ async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, settings
 
 
 @pytest.mark.gen_test
-async def test_bad_signature_is_refused_and_issues_nothing(fetch, settings):
-    query = signed_query(token="not-the-token")
-    response = await fetch(f"/wechat?{query}", method="POST", body=text_message("hello.txt"))
+async def test_bad_signature_is_refused_and_issues_nothing(wechat_post, settings):
+    response = await wechat_post(text_message("hello.txt"), token="not-the-token")
     assert response.code == 403
     assert rows(settings.database_url, "SELECT COUNT(*) AS n FROM issuances")[0]["n"] == 0
 
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("body", [b"", b"not xml", b"<xml><ToUserName>x</ToUserName></xml>", b"<other/>"])
-async def test_unparsable_or_incomplete_xml_is_a_400(fetch, body):
-    response = await fetch(f"/wechat?{signed_query()}", method="POST", body=body, allow_nonstandard_methods=True)
+async def test_unparsable_or_incomplete_xml_is_a_400(wechat_post, body):
+    response = await wechat_post(body)
     assert response.code == 400
 
 
 @pytest.mark.gen_test
-async def test_body_over_64_kib_is_a_413(fetch):
-    body = text_message("x" * (65 * 1024))
-    response = await fetch(f"/wechat?{signed_query()}", method="POST", body=body)
+async def test_body_over_64_kib_is_a_413(wechat_post):
+    response = await wechat_post(text_message("x" * (65 * 1024)))
     assert response.code == 413
 
 
 @pytest.mark.gen_test
-async def test_forbidden_control_characters_are_stripped_before_parsing(fetch):
-    response = await fetch(f"/wechat?{signed_query()}", method="POST", body=text_message("hello\x1d.txt"))
+async def test_forbidden_control_characters_are_stripped_before_parsing(wechat_post):
+    response = await wechat_post(text_message("hello\x1d.txt"))
     assert response.code == 200
     assert "/api/get_file/" in reply_content(response.body)

@@ -20,7 +20,6 @@ import urllib.parse
 from typing import Any
 
 from tornado import httputil
-from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, StaticFileHandler
 
 from tempdl import refusals
@@ -28,7 +27,8 @@ from tempdl.access import Gate, Grant, Refused
 from tempdl.audit import Attempt, AuditLog, AuditUnavailable
 from tempdl.handlers.base import RefusalMixin, write_error_page
 from tempdl.inflight import InFlight
-from tempdl.streaming import send_chunks
+from tempdl.streaming import CHUNK_SIZE, send_chunks, send_zero_copy, zero_copy_possible
+from tempdl.throttle import RateLimiter, chunk_size_for
 from tempdl.timeutil import Clock, duration_text
 
 log = logging.getLogger("tempdl.download")
@@ -69,12 +69,26 @@ def human_size(size: int) -> str:
 
 
 class DownloadHandler(RefusalMixin, StaticFileHandler):
-    def initialize(self, *, gate: Gate, audit: AuditLog, clock: Clock, inflight: InFlight) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self,
+        *,
+        gate: Gate,
+        audit: AuditLog,
+        clock: Clock,
+        inflight: InFlight,
+        streams: InFlight,
+        shared_limiter: RateLimiter | None,
+        use_sendfile: bool,
+    ) -> None:
         super().initialize(path=str(gate.catalog.files_dir))
         self.gate = gate
         self.audit = audit
         self.clock = clock
-        self.inflight = inflight
+        self.inflight = inflight  # every download request, so shutdown can wait for its row
+        self.streams = streams  # the ones sending bytes right now (max_concurrent_downloads)
+        self.shared_limiter = shared_limiter  # limits.total_rate, shared by all downloads
+        self.limits = gate.settings.limits
+        self.use_sendfile = use_sendfile
         self.grant: Grant | None = None
         self.attempt: Attempt | None = None
 
@@ -89,6 +103,18 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         )
         self.inflight.enter(self)
         try:
+            await self._answer(token, include_body)
+        except AuditUnavailable:
+            # Nothing is served unrecorded: without the audit database, the answer is 503.
+            if not self._headers_written:
+                self.write_refusal(refusals.UNAVAILABLE)
+        finally:
+            self.inflight.leave(self)
+
+    async def _answer(self, token: str, include_body: bool) -> None:
+        attempt = self.attempt
+        assert attempt is not None
+        try:
             self.grant = await self.gate.admit(token, attempt, resumes=self._resumes())
             if is_preview(self.request.headers):
                 await self._show_landing_page()
@@ -97,12 +123,6 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         except Refused as refused:
             log.info("refused reason=%s issuance=%s %s", refused.refusal.reason, attempt.issuance_id, refused.detail)
             await self._refuse(refused.refusal)
-        except AuditUnavailable:
-            # Nothing is served unrecorded: without the audit database, the answer is 503.
-            if not self._headers_written:
-                self.write_refusal(refusals.UNAVAILABLE)
-        finally:
-            self.inflight.leave(self)
 
     # --- the story of a served download --------------------------------------------------------
 
@@ -136,14 +156,31 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         if not include_body:
             return await self._record(outcome="ok")
 
-        await self._open_attempt()
+        if self.limits.max_concurrent_downloads and len(self.streams) >= self.limits.max_concurrent_downloads:
+            raise Refused(refusals.BUSY, f"{len(self.streams)} downloads already streaming")
+        if not await self._open_attempt():
+            raise Refused(refusals.USED_UP, f"issuance {grant.issuance.id}: last download already taken")
+        self.streams.enter(self)
         try:
-            await self.flush()  # headers first, so the body count starts at zero
-            attempt.bytes_sent = await send_chunks(self, grant.path, start, end - start)
-        except StreamClosedError:
-            attempt.bytes_sent = 0
+            attempt.bytes_sent = await self._send_body(start, end - start)
+        finally:
+            self.streams.leave(self)
         attempt.outcome = "ok" if attempt.bytes_sent == end - start else "partial"
         await self._close_attempt()
+
+    async def _send_body(self, start: int, length: int) -> int:
+        """Zero-copy when the socket allows and nothing throttles; else chunks through Tornado."""
+        assert self.grant is not None
+        path = self.grant.path
+        limiters = [limiter for limiter in (self._own_limiter(), self.shared_limiter) if limiter is not None]
+        if not limiters and self.use_sendfile and length > CHUNK_SIZE and zero_copy_possible(self):
+            return await send_zero_copy(self, path, start, length)
+        chunk_size = chunk_size_for([limiter.rate for limiter in limiters], CHUNK_SIZE)
+        return await send_chunks(self, path, start, length, chunk_size=chunk_size, limiters=limiters)
+
+    def _own_limiter(self) -> RateLimiter | None:
+        rate = self.limits.rate_per_download
+        return RateLimiter(rate) if rate else None
 
     def _requested_span(self, size: int) -> tuple[int, int] | None:
         """The byte span to send as (start, exclusive end), or None when unsatisfiable (416).
@@ -251,11 +288,13 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         attempt.finished_at = self.clock()
         await self.audit.run(self.audit.record_attempt, attempt)
 
-    async def _open_attempt(self) -> None:
-        attempt = self.attempt
-        assert attempt is not None
+    async def _open_attempt(self) -> bool:
+        attempt, grant = self.attempt, self.grant
+        assert attempt is not None and grant is not None
         attempt.http_status = self.get_status()
-        await self.audit.run(self.audit.open_attempt, attempt)
+        return await self.audit.run(
+            self.audit.open_attempt, attempt, download_cap=grant.issuance.max_downloads, file_size=grant.size
+        )
 
     async def _close_attempt(self) -> None:
         attempt = self.attempt

@@ -1,9 +1,12 @@
-"""`GET /healthz`: 200 `ok` when the audit database answers, else 503, for load balancers."""
+"""`GET /healthz`: 200 `ok` when the audit database would take a write now, else 503.
+
+A read-only or locked database still answers reads, but no download may be served unrecorded,
+so the health check asks for the write lock (and lets go of it at once).
+"""
 
 from __future__ import annotations
 
 from tempdl.audit import AuditLog, AuditUnavailable
-from tempdl.db import ping
 from tempdl.handlers.base import BaseHandler
 
 
@@ -15,9 +18,10 @@ class HealthHandler(BaseHandler):
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         try:
-            await self.audit.run(ping, self.audit.engine)
+            await self.audit.run(self.audit.probe_write)
         except AuditUnavailable:
             self.set_status(503)
+            self.set_header("Retry-After", "10")
             self.write("database unavailable")
             return
         self.write("ok")

@@ -1,0 +1,147 @@
+"""Memory of recent WeChat requests: answer retries once, refuse replays.
+
+WeChat resends a message when it has no reply within 5 seconds (three tries in all). A resend must
+get the same answer and must not issue a second link, even when it arrives while the first try is
+still being worked on. And because the plain-mode signature covers only token, timestamp and nonce,
+never the body, a captured request could be replayed with another body: a nonce is therefore good
+for one message only, within the clock-skew window.
+
+Both memories are bounded in entries and in time (measured with the caller's clock, so tests move
+time instead of sleeping). Nothing here knows about HTTP or the database; the only asynchronous
+part is the shared in-progress reply, an `asyncio.Future`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+RETRY_MEMORY_SECONDS = 300
+"""How long a reply is remembered: WeChat's three tries span about 15 s; minutes leave room for lag."""
+RETRY_MEMORY_ENTRIES = 10_000
+NONCE_MEMORY_ENTRIES = 100_000
+"""Roughly 10 MB at most; an account getting more signed requests than this per window is unusual."""
+
+
+class ExpiringMemory(Generic[K, V]):
+    """A dict that forgets: each entry lives `ttl` seconds, and beyond `max_entries` the oldest go.
+
+    Entries keep their insertion order, and since every entry lives equally long, the oldest is
+    also the first to expire; forgetting expired entries is therefore cheap, and done on each
+    write, so an idle memory does not keep stale entries for longer than the next write.
+    Times are plain seconds (e.g. ``datetime.timestamp()``) from whatever clock the caller uses.
+    """
+
+    def __init__(self, *, ttl: float, max_entries: int) -> None:
+        if ttl <= 0 or max_entries <= 0:
+            raise ValueError("ttl and max_entries must be positive")
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self.evicted = 0
+        """Entries dropped for room before they expired (a sign the bound is too small)."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K, now: float) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires_at, value = entry
+        if now >= expires_at:
+            del self._entries[key]
+            return None
+        return value
+
+    def put(self, key: K, value: V, now: float) -> None:
+        self._entries.pop(key, None)
+        self._entries[key] = (now + self.ttl, value)
+        self._forget_expired(now)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+            self.evicted += 1
+
+    def discard(self, key: K, value: V) -> None:
+        """Forget `key`, but only while it still holds `value` (not a newer entry under that key)."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] is value:
+            del self._entries[key]
+
+    def _forget_expired(self, now: float) -> None:
+        while self._entries:
+            expires_at, _ = next(iter(self._entries.values()))
+            if now < expires_at:
+                return
+            self._entries.popitem(last=False)
+
+
+class RetryMemory(Generic[K, V]):
+    """The reply to each recent message, shared with every resend of it.
+
+    `share(key, now, compute)` starts `compute()` for the first try of a message and hands every
+    resend the same future, finished or not, so a message is answered (and a link issued) once.
+    A computation that fails is forgotten at once, so a later resend tries again instead of
+    inheriting the failure.
+    """
+
+    def __init__(self, *, ttl: float = RETRY_MEMORY_SECONDS, max_entries: int = RETRY_MEMORY_ENTRIES) -> None:
+        self._memory: ExpiringMemory[K, asyncio.Future[V]] = ExpiringMemory(ttl=ttl, max_entries=max_entries)
+        self.resends = 0
+        """How many requests were answered from memory (tests and operators can watch it)."""
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    def share(self, key: K, now: float, compute: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
+        known = self._memory.get(key, now)
+        if known is not None:
+            self.resends += 1
+            return known
+        future = asyncio.ensure_future(compute())
+        self._memory.put(key, future, now)
+        future.add_done_callback(lambda done: self._forget_failure(key, done))
+        return future
+
+    def _forget_failure(self, key: K, future: asyncio.Future[V]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self._memory.discard(key, future)
+
+
+class NonceLedger:
+    """Which nonces were used recently, and for which message.
+
+    A nonce is admitted when it is new, or when it comes back with the same message (a WeChat
+    retry that reuses its query string); any other reuse is a replay. Nonces are remembered for
+    twice the clock-skew window: a request is only accepted while its timestamp is within the
+    window of now, so by the time a nonce is forgotten, a replay of it is refused as too old.
+    """
+
+    def __init__(self, *, window: float, max_entries: int = NONCE_MEMORY_ENTRIES) -> None:
+        self._seen: ExpiringMemory[str, Hashable] = ExpiringMemory(ttl=2 * window, max_entries=max_entries)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    @property
+    def evicted(self) -> int:
+        return self._seen.evicted
+
+    def admit(self, nonce: str, message_key: Hashable, now: float) -> bool:
+        earlier = self._seen.get(nonce, now)
+        if earlier is None:
+            self._seen.put(nonce, message_key, now)
+            return True
+        return earlier == message_key
+
+
+def timestamp_is_fresh(timestamp: str, now: float, max_skew: float) -> bool:
+    """Whether a request's `timestamp` (decimal Unix seconds) is within `max_skew` of `now`."""
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 20:
+        return False
+    return abs(int(timestamp) - now) <= max_skew

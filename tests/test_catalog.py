@@ -1,0 +1,45 @@
+"""The catalogue: keyword matching as followers type, and files only from files_dir."""
+
+from __future__ import annotations
+
+import os
+
+from tempdl.catalog import Catalog, normalize_keyword
+from tempdl.config import OfferedFileConfig
+
+
+def test_keywords_fold_case_width_and_spaces():
+    assert normalize_keyword("  Ｏｐｅｎ　ＳＥＳＡＭＥ ") == "open sesame"
+    assert normalize_keyword("Open \t  Sesame") == "open sesame"
+    assert normalize_keyword("芝麻开门") == "芝麻开门"
+
+
+def test_configured_files_match_by_keyword_and_id(tmp_path):
+    (tmp_path / "InstMsiW.exe").write_bytes(b"x")
+    catalog = Catalog(tmp_path, (OfferedFileConfig("instmsi", "InstMsiW.exe", ("Open Sesame", "芝麻开门")),))
+    assert catalog.by_keyword("ｏｐｅｎ sesame").id == "instmsi"
+    assert catalog.by_keyword("芝麻开门").name == "InstMsiW.exe"
+    assert catalog.by_keyword("open") is None
+    assert catalog.by_id("instmsi").path == "InstMsiW.exe"
+
+
+def test_without_files_tables_every_regular_file_is_offered(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"a")
+    (tmp_path / ".hidden").write_bytes(b"h")
+    (tmp_path / "sub").mkdir()
+    catalog = Catalog(tmp_path, None)
+    assert [f.id for f in catalog.files()] == ["a.txt"]
+    (tmp_path / "b.bin").write_bytes(b"b")  # dropped in later: offered without a restart
+    assert catalog.by_keyword("B.BIN").id == "b.bin"
+
+
+def test_paths_never_leave_files_dir(tmp_path):
+    files = tmp_path / "files"
+    files.mkdir()
+    (tmp_path / "secret.txt").write_text("secret")
+    os.symlink(tmp_path / "secret.txt", files / "link.txt")
+    catalog = Catalog(files, (OfferedFileConfig("link", "link.txt", ("x",)), OfferedFileConfig("gone", "gone", ("y",))))
+    assert catalog.absolute_path(catalog.by_id("link")) is None
+    assert catalog.absolute_path(catalog.by_id("gone")) is None
+    auto = Catalog(files, None)
+    assert auto.by_id("link.txt") is None  # symlinks are not offered automatically

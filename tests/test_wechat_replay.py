@@ -1,0 +1,167 @@
+"""The retry and nonce memories on their own: bounded in entries and in (injected) time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tempdl.wechat.replay import ExpiringMemory, NonceLedger, RetryMemory, timestamp_is_fresh
+
+# ExpiringMemory
+
+
+def test_entries_expire_after_ttl() -> None:
+    memory: ExpiringMemory[str, int] = ExpiringMemory(ttl=10, max_entries=5)
+    memory.put("a", 1, now=100)
+
+    assert memory.get("a", now=109.9) == 1
+    assert memory.get("a", now=110) is None
+    assert len(memory) == 0
+
+
+def test_oldest_entries_make_room_beyond_max_entries() -> None:
+    memory: ExpiringMemory[int, int] = ExpiringMemory(ttl=60, max_entries=3)
+    for key in range(5):
+        memory.put(key, key, now=0)
+
+    assert len(memory) == 3
+    assert [memory.get(key, now=1) for key in range(5)] == [None, None, 2, 3, 4]
+    assert memory.evicted == 2
+
+
+def test_expired_entries_are_dropped_on_the_next_write() -> None:
+    memory: ExpiringMemory[int, int] = ExpiringMemory(ttl=10, max_entries=1000)
+    for key in range(100):
+        memory.put(key, key, now=key / 10)
+
+    memory.put("late", 0, now=1000)
+
+    assert len(memory) == 1
+    assert memory.evicted == 0
+
+
+def test_discard_leaves_a_newer_value_alone() -> None:
+    memory: ExpiringMemory[str, object] = ExpiringMemory(ttl=10, max_entries=5)
+    old, new = object(), object()
+    memory.put("k", old, now=0)
+    memory.put("k", new, now=1)
+
+    memory.discard("k", old)
+    assert memory.get("k", now=2) is new
+    memory.discard("k", new)
+    assert memory.get("k", now=2) is None
+
+
+@pytest.mark.parametrize(("ttl", "max_entries"), [(0, 1), (1, 0), (-1, 5)])
+def test_bounds_must_be_positive(ttl: float, max_entries: int) -> None:
+    with pytest.raises(ValueError):
+        ExpiringMemory(ttl=ttl, max_entries=max_entries)
+
+
+# RetryMemory
+
+
+def test_resends_share_the_first_computation() -> None:
+    async def scenario() -> tuple[list[str], int]:
+        memory: RetryMemory[str, str] = RetryMemory(ttl=300, max_entries=10)
+        release = asyncio.Event()
+        calls = 0
+
+        async def compute() -> str:
+            nonlocal calls
+            calls += 1
+            await release.wait()
+            return "the reply"
+
+        futures = [memory.share("msg", 0, compute) for _ in range(3)]  # all before the first is done
+        release.set()
+        return list(await asyncio.gather(*futures)), calls
+
+    replies, calls = asyncio.run(scenario())
+    assert replies == ["the reply"] * 3
+    assert calls == 1
+
+
+def test_a_failure_is_forgotten_so_a_resend_tries_again() -> None:
+    async def scenario() -> str:
+        memory: RetryMemory[str, str] = RetryMemory(ttl=300, max_entries=10)
+        attempts = iter([RuntimeError("database locked"), "second try"])
+
+        async def compute() -> str:
+            outcome = next(attempts)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+        with pytest.raises(RuntimeError):
+            await memory.share("msg", 0, compute)
+        assert len(memory) == 0
+        return await memory.share("msg", 1, compute)
+
+    assert asyncio.run(scenario()) == "second try"
+
+
+def test_a_reply_is_forgotten_after_its_ttl() -> None:
+    async def scenario() -> list[int]:
+        memory: RetryMemory[str, int] = RetryMemory(ttl=300, max_entries=10)
+        counter = iter(range(10))
+
+        async def compute() -> int:
+            return next(counter)
+
+        return [await memory.share("msg", now, compute) for now in (0, 299, 300)]
+
+    assert asyncio.run(scenario()) == [0, 0, 1]
+
+
+# NonceLedger
+
+
+def test_a_nonce_is_good_for_one_message_and_its_resends() -> None:
+    ledger = NonceLedger(window=300, max_entries=100)
+
+    assert ledger.admit("123", ("openid", "msg-1"), now=0)
+    assert ledger.admit("123", ("openid", "msg-1"), now=5)  # WeChat's resend, same query string
+    assert not ledger.admit("123", ("openid", "msg-2"), now=6)  # the same signature, another body
+    assert not ledger.admit("123", ("attacker", "msg-1"), now=6)
+    assert ledger.admit("456", ("openid", "msg-2"), now=6)
+
+
+def test_a_nonce_is_remembered_for_twice_the_window() -> None:
+    ledger = NonceLedger(window=300, max_entries=100)
+    ledger.admit("123", "a", now=0)
+
+    assert not ledger.admit("123", "b", now=599)
+    assert ledger.admit("123", "b", now=600)
+
+
+def test_the_ledger_is_bounded() -> None:
+    ledger = NonceLedger(window=300, max_entries=50)
+    for number in range(200):
+        ledger.admit(str(number), number, now=0)
+
+    assert len(ledger) == 50
+    assert ledger.evicted == 150
+
+
+# timestamp_is_fresh
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "fresh"),
+    [
+        ("1000", True),
+        ("700", True),
+        ("1300", True),
+        ("699", False),
+        ("1301", False),
+        ("", False),
+        ("-1000", False),
+        ("1e3", False),
+        ("１０００", False),  # full-width digits: isdigit() says yes, WeChat never sends them
+        ("9" * 40, False),
+    ],
+)
+def test_timestamp_within_the_skew(timestamp: str, fresh: bool) -> None:
+    assert timestamp_is_fresh(timestamp, now=1000, max_skew=300) is fresh
