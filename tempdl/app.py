@@ -52,7 +52,7 @@ def log_request(handler: RequestHandler) -> None:
     attempt = getattr(handler, "attempt", None)
     if attempt is not None:
         fields += [f"attempt={attempt.id}", f"outcome={attempt.outcome}", f"bytes={attempt.bytes_sent}"]
-    access_log.log(level, "request %s", " ".join(fields))
+    access_log.log(level, "event=request %s", " ".join(fields))
 
 
 def make_app(
@@ -84,6 +84,8 @@ def make_app(
                 "streams": streams,
                 "shared_limiter": RateLimiter(settings.limits.total_rate) if settings.limits.total_rate else None,
                 "use_sendfile": settings.sendfile,
+                "serve_mode": settings.serve_mode,
+                "x_accel_prefix": settings.x_accel_prefix,
             },
         ),
         (r"/healthz", HealthHandler, {"audit": audit}),

@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from tempdl import db
+from tempdl.audit_sqlite import SQLiteHotPath
 from tempdl.models import DownloadAttempt, Issuance
 
 T = TypeVar("T")
@@ -72,6 +75,18 @@ class Attempt:
         }
 
 
+def _hot(method: Callable[..., T]) -> Callable[..., T]:
+    """Mark a method that runs on every download: on SQLite it may run inline (see `run`)."""
+    method.hot = True  # type: ignore[attr-defined]
+    return method
+
+
+def _hot_path_for(engine: Engine) -> SQLiteHotPath | None:
+    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
+        return None
+    return SQLiteHotPath(engine.url.database, db.SQLITE_BUSY_TIMEOUT_MS)
+
+
 def _writes(method: Callable[..., T]) -> Callable[..., T]:
     """Mark a method that writes: its success ends an incident of an unwritable database."""
     method.writes = True  # type: ignore[attr-defined]
@@ -96,30 +111,56 @@ class AuditLog:
         self.engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-audit")
         self.failing = False  # True from a failed write until the next successful one
+        self._hot = _hot_path_for(engine)
+        self._inline_writes = 0
 
     async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run one of this store's methods on the audit thread and wait for it without blocking.
+        """Run one of this store's methods without blocking the event loop, and wait for it.
 
-        A database error becomes `AuditUnavailable`. It is logged once when an incident starts
-        and once when a write succeeds again, not on every request in between.
+        Hot-path methods on SQLite first run right here, impatiently (see `tempdl.audit_sqlite`);
+        everything else, and a hot call that met a lock, runs on the audit thread. A database
+        error becomes `AuditUnavailable`, logged once when an incident starts and once when a
+        write succeeds again, not on every request in between.
         """
-        loop = asyncio.get_running_loop()
         try:
+            if self._hot is not None and getattr(method, "hot", False):
+                try:
+                    with self._hot.impatient():
+                        result = method(*args, **kwargs)
+                    self._count_inline_write(method)
+                    return self._succeeded(method, result)
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) and "busy" not in str(error):
+                        raise
+            loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
-        except (DBAPIError, AuditUnavailable) as error:
+        except (DBAPIError, sqlite3.Error, AuditUnavailable) as error:
             reason = str(getattr(error, "orig", error))
             if not self.failing:
                 self.failing = True
                 log.error("event=audit_unavailable error=%r: answering 503 until it can be written", reason)
             raise AuditUnavailable(reason) from error
+        return self._succeeded(method, result)
+
+    def _succeeded(self, method: Callable[..., T], result: T) -> T:
         if self.failing and getattr(method, "writes", False):
             self.failing = False
             log.warning("event=audit_recovered: the audit database takes writes again")
         return result
 
+    def _count_inline_write(self, method: Callable[..., Any]) -> None:
+        """Every 500 writes on the event loop, let the audit thread checkpoint the WAL."""
+        if getattr(method, "writes", False):
+            self._inline_writes += 1
+            if self._inline_writes >= 500 and self._hot is not None:
+                self._inline_writes = 0
+                self._executor.submit(self._hot.checkpoint)
+
     def close(self) -> None:
         """Wait for queued writes to finish, then release the database."""
         self._executor.shutdown(wait=True)
+        if self._hot is not None:
+            self._hot.close()
         self.engine.dispose()
 
     # --- issuances --------------------------------------------------------------------------
@@ -212,7 +253,10 @@ class AuditLog:
                 .where(_issuances.c.recipient == recipient, _issuances.c.created_at > since)
             ).scalar_one()
 
+    @_hot
     def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
+        if self._hot is not None:
+            return self._hot.load_issuance(issuance_id, IssuanceRecord)
         with self.engine.connect() as connection:
             row = connection.execute(select(_issuances).where(_issuances.c.id == issuance_id)).first()
         return None if row is None else IssuanceRecord(**row._mapping)
@@ -230,44 +274,59 @@ class AuditLog:
 
     # --- attempts ---------------------------------------------------------------------------
 
+    @_hot
     @_writes
     def record_attempt(self, attempt: Attempt) -> int:
         """Write a finished attempt (a refusal, a 304, a HEAD, a landing page) in one go."""
         if attempt.finished_at is None:
             attempt.finished_at = attempt.started_at
+        attempt.id = self._insert_attempt(attempt)
+        return attempt.id
+
+    def _insert_attempt(self, attempt: Attempt) -> int:
+        if self._hot is not None:
+            return self._hot.insert_attempt(attempt)
         with self.engine.begin() as connection:
-            result = connection.execute(insert(_attempts).values(attempt.row()))
-        attempt.id = int(result.inserted_primary_key[0])
+            return int(connection.execute(insert(_attempts).values(attempt.row())).inserted_primary_key[0])
+
+    @_hot
+    @_writes
+    def open_attempt(self, attempt: Attempt) -> int:
+        """Write the row of a download that is about to send bytes.
+
+        The row starts as `partial` with no `finished_at`, so a crash mid-download still leaves an
+        honest row behind; `close_attempt` fills in what really happened.
+        """
+        attempt.finished_at = None
+        attempt.id = self._insert_attempt(attempt)
         return attempt.id
 
     @_writes
-    def open_attempt(self, attempt: Attempt, *, download_cap: int | None = None, file_size: int = 0) -> bool:
-        """Write the row of a download that is about to send bytes; False when the link is used up.
+    def claim_download(self, attempt: Attempt, *, download_cap: int, file_size: int) -> bool:
+        """`open_attempt` for a link with a download cap; False when the cap is used up.
 
-        The row starts as `partial` with no `finished_at`, so a crash mid-download still leaves an
-        honest row behind; `close_attempt` fills in what really happened. With a `download_cap`,
-        the check and the insert are one transaction holding the issuance row (FOR UPDATE on
+        The check and the insert are one transaction holding the issuance row (FOR UPDATE on
         PostgreSQL; SQLite allows one writer at a time), so two servers racing for the last
         allowed download cannot both win.
         """
         attempt.finished_at = None
         with self.engine.begin() as connection:
-            if download_cap and attempt.issuance_id is not None:
-                connection.execute(
-                    select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update()
-                )
-                used = _completed_downloads(connection, attempt.issuance_id, file_size)
-                if attempt.range_start == 0:
-                    used += _fresh_downloads_in_flight(connection, attempt.issuance_id)
-                if used >= download_cap:
-                    return False
+            connection.execute(select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update())
+            used = _completed_downloads(connection, attempt.issuance_id, file_size)
+            if attempt.range_start == 0:
+                used += _fresh_downloads_in_flight(connection, attempt.issuance_id)
+            if used >= download_cap:
+                return False
             result = connection.execute(insert(_attempts).values(attempt.row()))
         attempt.id = int(result.inserted_primary_key[0])
         return True
 
+    @_hot
     @_writes
     def close_attempt(self, attempt: Attempt) -> None:
         assert attempt.id is not None and attempt.finished_at is not None
+        if self._hot is not None:
+            return self._hot.close_attempt(attempt)
         with self.engine.begin() as connection:
             connection.execute(
                 update(_attempts)

@@ -1,4 +1,4 @@
-"""The command line: `serve` (default), `issue`, `stats`, `revoke`, `db upgrade`, `prune`.
+"""The command line: `serve` (default), `issue`, `stats`, `revoke`, `db upgrade`, `prune`, `init`, `check`.
 
 Every failure is one line on stderr and a non-zero exit code, never a traceback: operators run
 these from cron and shell scripts.
@@ -74,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     prune = commands.add_parser("prune", parents=[common], help="delete old audit rows")
     prune.add_argument("--older-than", type=_positive_int, metavar="DAYS", required=True, dest="older_than")
+
+    init = commands.add_parser("init", parents=[common], help="write a commented tempdl.toml and the secret")
+    init.add_argument("--public-url", dest="public_url", metavar="URL", help="prefix of the links handed out")
+    init.add_argument("--wechat-token", dest="wechat_token", metavar="TOKEN", help="default: random")
+    init.add_argument("--address", help="listen address (default 127.0.0.1)")
+    init.add_argument("--port", type=_positive_int, help="listen port (default 8000)")
+    init.add_argument("--files-dir", dest="files_dir", metavar="DIR", help="default: ./static_files")
+    init.add_argument("--owner", metavar="USER", help="as root: the service's user gets data-dir and the secret")
+    init.add_argument("--force", action="store_true", help="replace an existing config file")
+    init.add_argument("--example", action="store_true", help="print tempdl.toml.example and stop")
+
+    commands.add_parser("check", parents=[common], help="validate the config and show what would be served")
     return parser
 
 
@@ -87,10 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in {"-h", "--help", "--version"}):
         argv.insert(0, "serve")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        settings = _settings(args)
+        settings = None if args.command == "init" else _settings(args)  # init writes the file _settings reads
         return _run(args, settings)
     except (ConfigError, CommandError) as error:
         sys.stderr.write(f"tempdl: {error}\n")
@@ -99,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from tempdl import commands
+def _run(args: argparse.Namespace, settings: Settings | None) -> int:
+    from tempdl import commands, setup_commands
 
     handlers = {
         "serve": commands.serve,
@@ -109,12 +121,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         "revoke": commands.revoke,
         "db": commands.db_upgrade,
         "prune": commands.prune,
+        "check": setup_commands.check,
+        "init": setup_commands.init,
     }
-    if args.command in {"serve", "issue", "revoke"}:
+    if settings is not None and args.command in {"serve", "issue", "revoke"}:
         settings = ensure_secret_keys(settings)
     try:
         return handlers[args.command](args, settings)
-    except CommandError:
+    except (CommandError, ConfigError):
         raise
     except Exception as error:  # the promise: one line, never a traceback
         from sqlalchemy.exc import DBAPIError

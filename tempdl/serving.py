@@ -13,12 +13,14 @@ import signal
 
 from tornado.httpserver import HTTPServer
 
+from tempdl import __version__
 from tempdl.app import make_app
 from tempdl.audit import AuditLog
 from tempdl.cli import CommandError
 from tempdl.config import Settings
 from tempdl.db import integrity_problem, make_engine, upgrade
 from tempdl.inflight import InFlight
+from tempdl.logfields import quoted
 from tempdl.timeutil import utc_now
 
 log = logging.getLogger("tempdl.server")
@@ -26,6 +28,8 @@ log = logging.getLogger("tempdl.server")
 MAX_HEADER_BYTES = 16 * 1024
 IDLE_CONNECTION_TIMEOUT = 60
 BODY_TIMEOUT = 30
+CLOSING_WAIT = 5
+"""Seconds, after shutdown_grace, for closed downloads to write their last audit rows."""
 
 
 def make_http_server(app, settings: Settings) -> HTTPServer:
@@ -48,17 +52,17 @@ def prepare_audit(settings: Settings) -> AuditLog:
     audit = AuditLog(engine)
     closed = audit.close_abandoned_attempts(utc_now())
     if closed:
-        log.warning("closed %d download attempts left open by an earlier crash (now partial)", closed)
+        log.warning("event=recovered_attempts count=%d outcome=partial cause=earlier_crash", closed)
     return audit
 
 
 def wechat_modes(settings: Settings) -> str:
     """What the start-up line says about the WeChat endpoint: which message modes will work."""
     if not settings.wechat.token:
-        return "not configured (set wechat.token)"
+        return "not_configured"  # set wechat.token
     if settings.wechat.encoding_aes_key and settings.wechat.app_id:
-        return "live: plain, compatible and safe mode"
-    return "live: plain mode; set wechat.app_id and wechat.encoding_aes_key for safe mode"
+        return "live modes=plain,compatible,safe"
+    return "live modes=plain"  # safe mode needs wechat.app_id and wechat.encoding_aes_key
 
 
 async def serve_until_stopped(settings: Settings) -> None:
@@ -72,31 +76,35 @@ async def serve_until_stopped(settings: Settings) -> None:
         audit.close()
         raise CommandError(f"cannot listen on {settings.address}:{settings.port}: {error.strerror}") from None
 
+    host = f"[{settings.address}]" if ":" in settings.address else settings.address
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    wechat_state = wechat_modes(settings)
     log.info(
-        "tempdl listening on http://%s:%d config=%s public_url=%s wechat=%s (%s) files_dir=%s",
+        "event=listening address=%s port=%d url=http://%s:%d config=%s public_url=%s wechat_path=%s wechat=%s "
+        "files_dir=%s version=%s",
         settings.address,
         settings.port,
-        settings.config_path or "none (defaults)",
+        host,
+        settings.port,
+        quoted(settings.config_path or "none"),
         settings.public_url,
         settings.wechat.path,
-        wechat_state,
-        settings.files_dir,
+        wechat_modes(settings),
+        quoted(settings.files_dir),
+        __version__,
     )
     await stop.wait()
 
-    log.info("shutting down: %d requests in flight, waiting up to %ds", len(inflight), settings.shutdown_grace)
+    log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)
     server.stop()
     if not await inflight.wait_idle(settings.shutdown_grace):
-        log.warning("closing %d downloads still running after %ds", len(inflight), settings.shutdown_grace)
+        log.warning("event=grace_expired closing=%d grace_s=%d", len(inflight), settings.shutdown_grace)
     await server.close_all_connections()
-    await inflight.wait_idle(5)
+    await inflight.wait_idle(CLOSING_WAIT)
     audit.close()
-    log.info("stopped; every audit row is committed")
+    log.info("event=stopped audit=committed")
 
 
 def run_server(settings: Settings) -> int:

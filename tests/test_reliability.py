@@ -46,7 +46,7 @@ def test_sigterm_lets_a_download_finish_within_the_grace(big_workdir):
         path = server.issue("big.bin")
         client = open_slow_download(server.port, path)
         server.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: "shutting down" in server.log())
+        wait_for(lambda: "event=shutting_down" in server.log())
         received = 65536 + drain(client)  # the client reads on; the server waits for it
         assert server.process.wait(timeout=30) == 0
     finally:
@@ -54,7 +54,7 @@ def test_sigterm_lets_a_download_finish_within_the_grace(big_workdir):
     [row] = rows(server.database, "SELECT * FROM download_attempts")
     assert (row["outcome"], row["bytes_sent"]) == ("ok", BIG)
     assert received >= BIG
-    assert "every audit row is committed" in server.log()
+    assert "event=stopped audit=committed" in server.log()
 
 
 def test_sigterm_closes_downloads_still_running_after_the_grace_as_partial(big_workdir):
@@ -87,7 +87,7 @@ def test_after_sigkill_the_next_start_closes_open_rows_and_serves_at_once(big_wo
             assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         [row] = rows(restarted.database, "SELECT * FROM download_attempts")
         assert row["outcome"] == "partial" and row["finished_at"] is not None
-        assert "closed 1 download attempts left open" in restarted.log()
+        assert "event=recovered_attempts count=1" in restarted.log()
         import urllib.request
 
         small = restarted.issue("small.txt")
@@ -169,12 +169,13 @@ async def test_unexpected_error_is_a_500_with_a_request_id_in_page_and_log(fetch
     assert response.code == 500
     body = json.loads(response.body)
     assert body["status"] == "fail"
-    logged = [r for r in caplog.records if "uncaught RuntimeError" in r.getMessage()]
-    assert logged and "request_id=" in logged[0].getMessage()
-    request_id = logged[0].getMessage().split("request_id=")[1].split()[0]
     page = await fetch(path)
     assert page.code == 500 and "Internal server error" in page.body.decode()
-    assert request_id
+    logged = [r.getMessage() for r in caplog.records if "event=uncaught_exception" in r.getMessage()]
+    assert len(logged) == 2
+    request_id = logged[-1].split("request_id=")[1].split()[0]
+    assert request_id in page.body.decode()  # what the user sees leads to the log line
+    assert "boom" not in page.body.decode()
     assert (await fetch("/healthz")).code == 200  # and it keeps serving
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
+from tempdl.logfields import quoted
 from tempdl.refusals import Refusal
 
 log = logging.getLogger("tempdl.http")
@@ -44,13 +45,18 @@ class RefusalMixin:
         if isinstance(value, HTTPError):
             if value.log_message:
                 log.warning(
-                    "request_id=%s status=%d %s",
+                    "event=http_error request_id=%s status=%d detail=%s",
                     self.request_id,
                     value.status_code,
-                    value.log_message % value.args if value.args else value.log_message,
+                    quoted(value.log_message % value.args if value.args else value.log_message),
                 )
         else:
-            log.error("request_id=%s uncaught %s", self.request_id, typ.__name__, exc_info=(typ, value, tb))
+            log.error(
+                "event=uncaught_exception request_id=%s error=%s",
+                self.request_id,
+                typ.__name__,
+                exc_info=(typ, value, tb),
+            )
 
     @property
     def request_id(self) -> str:
@@ -81,5 +87,5 @@ def write_error_page(handler: RefusalMixin, status_code: int) -> None:
         status_code, ("服务器内部错误，请稍后再试。", "Internal server error; please try again later.")
     )
     if status_code >= 500:
-        log.error("request_id=%s status=%d unexpected error", handler.request_id, status_code)
+        log.error("event=error_page request_id=%s status=%d", handler.request_id, status_code)
     handler.write_refusal(Refusal("error", status_code, "", chinese, english))

@@ -13,20 +13,20 @@ import datetime
 import email.utils
 import logging
 import mimetypes
-import os
 import re
 import unicodedata
 import urllib.parse
 from typing import Any
 
 from tornado import httputil
-from tornado.web import HTTPError, StaticFileHandler
+from tornado.web import StaticFileHandler
 
 from tempdl import refusals
 from tempdl.access import Gate, Grant, Refused
 from tempdl.audit import Attempt, AuditLog, AuditUnavailable
 from tempdl.handlers.base import RefusalMixin, write_error_page
 from tempdl.inflight import InFlight
+from tempdl.logfields import quoted
 from tempdl.streaming import CHUNK_SIZE, send_chunks, send_zero_copy, zero_copy_possible
 from tempdl.throttle import RateLimiter, chunk_size_for
 from tempdl.timeutil import Clock, duration_text
@@ -79,6 +79,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         streams: InFlight,
         shared_limiter: RateLimiter | None,
         use_sendfile: bool,
+        serve_mode: str,
+        x_accel_prefix: str,
     ) -> None:
         super().initialize(path=str(gate.catalog.files_dir))
         self.gate = gate
@@ -89,6 +91,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.shared_limiter = shared_limiter  # limits.total_rate, shared by all downloads
         self.limits = gate.settings.limits
         self.use_sendfile = use_sendfile
+        self.serve_mode = serve_mode
+        self.x_accel_prefix = x_accel_prefix
         self.grant: Grant | None = None
         self.attempt: Attempt | None = None
 
@@ -96,7 +100,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         return self.get(token, include_body=False)
 
     async def get(self, token: str, include_body: bool = True) -> None:  # type: ignore[override]
-        attempt = self.attempt = Attempt(
+        self.attempt = Attempt(
             started_at=self.clock(),
             client_ip=self.request.remote_ip,
             user_agent=self.request.headers.get("User-Agent"),
@@ -121,7 +125,12 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             else:
                 await self._serve(include_body)
         except Refused as refused:
-            log.info("refused reason=%s issuance=%s %s", refused.refusal.reason, attempt.issuance_id, refused.detail)
+            log.info(
+                "event=download_refused reason=%s issuance=%s detail=%s",
+                refused.refusal.reason,
+                attempt.issuance_id,
+                quoted(refused.detail),
+            )
             await self._refuse(refused.refusal)
 
     # --- the story of a served download --------------------------------------------------------
@@ -130,10 +139,12 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         grant, attempt = self.grant, self.attempt
         assert grant is not None and attempt is not None
         self.path = grant.offered.path
-        try:
-            self.absolute_path = self.validate_absolute_path(self.root, str(grant.path))
-        except HTTPError:
-            raise Refused(refusals.NOT_FOUND, f"file {grant.offered.id!r} vanished") from None
+        if self.serve_mode == "x-accel":
+            return await self._hand_to_nginx(include_body)
+        # The catalogue already confined the path to files_dir and stat'ed it: StaticFileHandler's
+        # validate_absolute_path would only do the same work again.
+        self.absolute_path = str(grant.path)
+        self._stat_result = grant.stat
         self.modified = self.get_modified_time()
         self.set_headers()
         if self.should_return_304():
@@ -167,6 +178,30 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             self.streams.leave(self)
         attempt.outcome = "ok" if attempt.bytes_sent == end - start else "partial"
         await self._close_attempt()
+
+    async def _hand_to_nginx(self, include_body: bool) -> None:
+        """x-accel mode: we decide and record; nginx sends the bytes (Range, HEAD, 304) with sendfile.
+
+        The attempt row stays open until `ingest-nginx-log` fills in what nginx really sent, found
+        by the attempt id we put in the X-Tempdl-Attempt header. Content-Type, Content-Disposition
+        and Cache-Control pass through nginx's internal redirect unchanged.
+        """
+        grant, attempt = self.grant, self.attempt
+        assert grant is not None and attempt is not None
+        self.set_header("Content-Type", self.get_content_type())
+        self.set_extra_headers(self.path)
+        self.set_header("X-Accel-Redirect", self.x_accel_prefix + urllib.parse.quote(grant.offered.path))
+        if self.limits.rate_per_download:
+            self.set_header("X-Accel-Limit-Rate", str(self.limits.rate_per_download))
+        self.modified = None
+        span = self._requested_span(grant.size)
+        if span is not None:
+            attempt.range_start, attempt.range_end = span[0], span[1] - 1
+        if not include_body:
+            return await self._record(outcome="ok")
+        if not await self._open_attempt():
+            raise Refused(refusals.USED_UP, f"issuance {grant.issuance.id}: last download already taken")
+        self.set_header("X-Tempdl-Attempt", str(attempt.id))
 
     async def _send_body(self, start: int, length: int) -> int:
         """Zero-copy when the socket allows and nothing throttles; else chunks through Tornado."""
@@ -259,7 +294,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         assert grant is not None and attempt is not None
         remaining = int((grant.issuance.expires_at - attempt.started_at).total_seconds())
         remaining_zh, remaining_en = duration_text(remaining)
-        size = os.stat(grant.path).st_size
+        size = grant.size
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -289,12 +324,15 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         await self.audit.run(self.audit.record_attempt, attempt)
 
     async def _open_attempt(self) -> bool:
+        """Write the attempt's row before the first byte; False when the link's downloads are used up."""
         attempt, grant = self.attempt, self.grant
         assert attempt is not None and grant is not None
         attempt.http_status = self.get_status()
-        return await self.audit.run(
-            self.audit.open_attempt, attempt, download_cap=grant.issuance.max_downloads, file_size=grant.size
-        )
+        cap = grant.issuance.max_downloads
+        if cap:
+            return await self.audit.run(self.audit.claim_download, attempt, download_cap=cap, file_size=grant.size)
+        await self.audit.run(self.audit.open_attempt, attempt)
+        return True
 
     async def _close_attempt(self) -> None:
         attempt = self.attempt
