@@ -82,6 +82,10 @@ TARGETS = [
     Target("cpu_gib", "≤1.5× nginx", _ratio_at_most("cpu_gib", NGINX, 1.5)),
     Target("rps", "≥1.0× SFH and ≥3× FastAPI",
            _all(_ratio_at_least("rps", TORNADO, 1.0), _ratio_at_least("rps", FASTAPI, 3.0))),
+    # Not in the issue: the req/s target restated in server CPU per request, which other
+    # load on the machine barely moves (a CPU-bound server's req/s is 1 ÷ CPU per request).
+    Target("cpu_req", "(same target by CPU: ≤1.0× SFH and ≤⅓ FastAPI)",
+           _all(_ratio_at_most("cpu_req", TORNADO, 1.0), _ratio_at_most("cpu_req", FASTAPI, 1 / 3))),
     Target("rss_peak4", "≤40 MiB", _value_below("rss_peak4", 40, inclusive=True)),
     Target("idle_rss", "<50 MiB", _value_below("idle_rss", 50, inclusive=False)),
 ]
