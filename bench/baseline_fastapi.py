@@ -6,6 +6,7 @@ is streamed by Starlette's FileResponse (which handles Range).
 
     BENCH_FILES_DIR=DIR BENCH_SECRET=S uvicorn baseline_fastapi:app --port PORT
 """
+
 import os
 
 from fastapi import FastAPI, HTTPException

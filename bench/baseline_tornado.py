@@ -1,7 +1,8 @@
 """Baseline: Tornado's own StaticFileHandler serving FILES_DIR under /files/.
 
-    python baseline_tornado.py PORT FILES_DIR
+python baseline_tornado.py PORT FILES_DIR
 """
+
 import asyncio
 import sys
 

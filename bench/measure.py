@@ -4,6 +4,7 @@ Every client checks what it receives: status, byte count, and the content itself
 (sha256 of whole files, exact bytes of a Range slice). A wrong body raises
 BodyError, which fails the run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,6 +29,7 @@ class BodyError(AssertionError):
 
 
 # --------------------------------------------------------------------------- /proc
+
 
 def tree(pid: int) -> list[int]:
     """pid and all its descendants (nginx master + worker, uvicorn, ...)."""
@@ -124,7 +126,7 @@ class RssSampler:
         while not self._stop.wait(self.interval):
             self.peak = max(self.peak, rss_mib(self.pids))
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -161,12 +163,32 @@ def _ms(value: str) -> float:
     return float(m[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m[2]]
 
 
-def wrk(port: int, path: str, expected_file: Path | None, seconds: int, connections: int = 16,
-        script: Path = WRK_LUA, script_args: tuple[str, ...] = ()) -> WrkResult:
+def wrk(
+    port: int,
+    path: str,
+    expected_file: Path | None,
+    seconds: int,
+    connections: int = 16,
+    script: Path = WRK_LUA,
+    script_args: tuple[str, ...] = (),
+) -> WrkResult:
     """Keep-alive request rate; the Lua script checks every response (by default: the body is the file)."""
     args = script_args or (str(expected_file),)
-    argv = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-            "-s", str(script), f"http://127.0.0.1:{port}{path}", "--", *args]
+    argv = [
+        "taskset",
+        "-c",
+        CLIENT_CPU,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}{path}",
+        "--",
+        *args,
+    ]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     out = r.stdout
     if r.returncode != 0 or "Requests/sec" not in out:
@@ -180,7 +202,10 @@ def wrk(port: int, path: str, expected_file: Path | None, seconds: int, connecti
 
 # --------------------------------------------------------------------------- whole-file clients
 
-def _get(port: int, path: str, headers: dict | None = None, timeout: float = 120) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+
+def _get(
+    port: int, path: str, headers: dict | None = None, timeout: float = 120
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     conn.request("GET", path, headers=headers or {})
     return conn, conn.getresponse()
@@ -271,7 +296,7 @@ def download(port: int, path: str, bufs: list[bytearray], sha256: str) -> Downlo
     def one(i: int) -> None:
         try:
             times[i] = _download_into(port, path, memoryview(bufs[i]), gate if n > 1 else None)
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
             gate.abort()
 
@@ -318,7 +343,7 @@ def slow_readers(port: int, path: str, size: int, sha256: str, n: int, rate: flo
             conn.close()
             if got != size or h.hexdigest() != sha256:
                 raise BodyError(f"slow GET {path}: {got} bytes, sha256 {'ok' if h.hexdigest() == sha256 else 'WRONG'}")
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     t0 = time.monotonic()
@@ -334,6 +359,7 @@ def slow_readers(port: int, path: str, size: int, sha256: str, n: int, rate: flo
 
 # --------------------------------------------------------------------------- idle connections
 
+
 @dataclass
 class IdleResult:
     rss_before: float
@@ -345,7 +371,9 @@ class IdleResult:
         return self.rss_with - self.rss_before
 
 
-def idle_connections(port: int, path: str, expected: bytes, server_pid: int, n: int = 1000, settle: float = 1.0) -> IdleResult:
+def idle_connections(
+    port: int, path: str, expected: bytes, server_pid: int, n: int = 1000, settle: float = 1.0
+) -> IdleResult:
     """Open n keep-alive connections, one small (checked) request on each, keep them open."""
     pids = tree(server_pid)
     before = rss_mib(pids)

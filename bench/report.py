@@ -1,9 +1,10 @@
 """The one table: rows = servers, columns = figures, each cell with its ratios to
 nginx and to Tornado's StaticFileHandler from the same run, plus tempdl's targets."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 NGINX, TORNADO, FASTAPI, TEMPDL = "nginx", "tornado", "fastapi", "tempdl"
 
@@ -51,6 +52,7 @@ def _ratio_at_least(key: str, ref: str, factor: float):
     def check(results: dict, _row: dict) -> bool | None:
         r = _ratio(results, TEMPDL, key, ref)
         return None if r is None else r >= factor
+
     return check
 
 
@@ -58,6 +60,7 @@ def _ratio_at_most(key: str, ref: str, factor: float):
     def check(results: dict, _row: dict) -> bool | None:
         r = _ratio(results, TEMPDL, key, ref)
         return None if r is None else r <= factor
+
     return check
 
 
@@ -65,6 +68,7 @@ def _value_below(key: str, limit: float, inclusive: bool):
     def check(_results: dict, row: dict) -> bool | None:
         v = row.get(key)
         return None if v is None else (v <= limit if inclusive else v < limit)
+
     return check
 
 
@@ -72,6 +76,7 @@ def _all(*checks):
     def check(results: dict, row: dict) -> bool | None:
         verdicts = [c(results, row) for c in checks]
         return None if None in verdicts else all(verdicts)
+
     return check
 
 
@@ -80,12 +85,18 @@ TARGETS = [
     Target("mib1", "≥0.95× nginx", _ratio_at_least("mib1", NGINX, 0.95)),
     Target("mib4", "≥0.95× nginx", _ratio_at_least("mib4", NGINX, 0.95)),
     Target("cpu_gib", "≤1.5× nginx", _ratio_at_most("cpu_gib", NGINX, 1.5)),
-    Target("rps", "≥1.0× SFH and ≥3× FastAPI",
-           _all(_ratio_at_least("rps", TORNADO, 1.0), _ratio_at_least("rps", FASTAPI, 3.0))),
+    Target(
+        "rps",
+        "≥1.0× SFH and ≥3× FastAPI",
+        _all(_ratio_at_least("rps", TORNADO, 1.0), _ratio_at_least("rps", FASTAPI, 3.0)),
+    ),
     # Not in the issue: the req/s target restated in server CPU per request, which other
     # load on the machine barely moves (a CPU-bound server's req/s is 1 ÷ CPU per request).
-    Target("cpu_req", "(same target by CPU: ≤1.0× SFH and ≤⅓ FastAPI)",
-           _all(_ratio_at_most("cpu_req", TORNADO, 1.0), _ratio_at_most("cpu_req", FASTAPI, 1 / 3))),
+    Target(
+        "cpu_req",
+        "(same target by CPU: ≤1.0× SFH and ≤⅓ FastAPI)",
+        _all(_ratio_at_most("cpu_req", TORNADO, 1.0), _ratio_at_most("cpu_req", FASTAPI, 1 / 3)),
+    ),
     Target("rss_peak4", "≤40 MiB", _value_below("rss_peak4", 40, inclusive=True)),
     Target("idle_rss", "<50 MiB", _value_below("idle_rss", 50, inclusive=False)),
 ]
@@ -104,8 +115,7 @@ def _cell(results: dict, server: str, col: Column) -> str:
 
 def table(results: dict, names: dict, order: list[str], huge: bool, wechat: bool) -> str:
     cols = COLUMNS + ([HUGE_COLUMN] if huge else []) + ([WECHAT_COLUMN] if wechat else [])
-    lines = ["| server | " + " | ".join(c.title for c in cols) + " |",
-             "|---|" + "---|" * len(cols)]
+    lines = ["| server | " + " | ".join(c.title for c in cols) + " |", "|---|" + "---|" * len(cols)]
     for server in order:
         if server not in results:
             continue
@@ -124,8 +134,10 @@ def table(results: dict, names: dict, order: list[str], huge: bool, wechat: bool
 
 
 def legend() -> str:
-    return ("Each cell: value (ratio to nginx / ratio to Tornado StaticFileHandler), ratio = this ÷ reference. "
-            "Higher is better for req/s and MiB/s; lower is better for latency, CPU and memory.")
+    return (
+        "Each cell: value (ratio to nginx / ratio to Tornado StaticFileHandler), ratio = this ÷ reference. "
+        "Higher is better for req/s and MiB/s; lower is better for latency, CPU and memory."
+    )
 
 
 def failures(results: dict, names: dict, order: list[str]) -> str:

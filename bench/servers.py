@@ -4,8 +4,10 @@ Every server runs in its own process group (its pgid is appended to WORK/pids so
 run.sh's trap can end leftovers by id) and logs to a file, never to a pipe: a
 server that logs every request must not block on a pipe nobody reads.
 """
+
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -74,10 +76,8 @@ class Server:
         note = None
         if self.proc.poll() is None:
             t0 = time.monotonic()
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 rc = self.proc.wait(timeout=10)
                 if rc not in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
@@ -86,14 +86,10 @@ class Server:
                     note = f"took {time.monotonic() - t0:.1f}s to stop on SIGTERM with nothing in flight"
             except subprocess.TimeoutExpired:
                 note = "still running 10 s after SIGTERM with nothing in flight; killed"
-        try:  # workers or helper processes still in the group
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # workers still in the group
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         return note
 
 
@@ -103,7 +99,11 @@ def _spawn(work: Path, name: str, argv: list[str], cwd: Path, env: dict | None =
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, *argv],
-            cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     with open(work / "pids", "a") as f:
@@ -156,7 +156,9 @@ def _nginx_bin() -> str:
 
 def start_tornado(work: Path, files: Path) -> Server:
     port = free_port()
-    proc, log = _spawn(work, "tornado", [sys.executable, str(BENCH_DIR / "baseline_tornado.py"), str(port), str(files)], cwd=BENCH_DIR)
+    proc, log = _spawn(
+        work, "tornado", [sys.executable, str(BENCH_DIR / "baseline_tornado.py"), str(port), str(files)], cwd=BENCH_DIR
+    )
     srv = Server("tornado StaticFileHandler", port, proc, log, "/files/small.bin", "/files/big.bin", "/files/huge.bin")
     wait_port(port, proc, log)
     return srv
@@ -166,13 +168,36 @@ def start_fastapi(work: Path, files: Path) -> Server:
     from itsdangerous import URLSafeTimedSerializer
 
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "baseline_fastapi:app", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "75"]
-    proc, log = _spawn(work, "fastapi", argv, cwd=BENCH_DIR,
-                       env={"BENCH_FILES_DIR": str(files), "BENCH_SECRET": FASTAPI_SECRET})
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "baseline_fastapi:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--timeout-keep-alive",
+        "75",
+    ]
+    proc, log = _spawn(
+        work, "fastapi", argv, cwd=BENCH_DIR, env={"BENCH_FILES_DIR": str(files), "BENCH_SECRET": FASTAPI_SECRET}
+    )
     signer = URLSafeTimedSerializer(FASTAPI_SECRET, salt="bench-baseline")
-    srv = Server("FastAPI FileResponse + token", port, proc, log,
-                 "/dl/" + signer.dumps("small.bin"), "/dl/" + signer.dumps("big.bin"), "/dl/" + signer.dumps("huge.bin"))
+    srv = Server(
+        "FastAPI FileResponse + token",
+        port,
+        proc,
+        log,
+        "/dl/" + signer.dumps("small.bin"),
+        "/dl/" + signer.dumps("big.bin"),
+        "/dl/" + signer.dumps("huge.bin"),
+    )
     wait_port(port, proc, log)
     return srv
 
@@ -214,15 +239,24 @@ keywords = ["huge"]
 def issue_link(repo: Path, conf: Path, file_id: str, work: Path) -> str:
     """`python server.py issue FILE_ID --config CONF` must print one link, alone, on stdout."""
     argv = [sys.executable, "server.py", "issue", file_id, "--config", str(conf)]
-    r = subprocess.run(argv, cwd=repo, env=dict(os.environ, TEMPDL_CONFIG=str(conf)),
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        argv,
+        cwd=repo,
+        env=dict(os.environ, TEMPDL_CONFIG=str(conf)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     with open(work / "tempdl-issue.log", "a") as f:
         f.write(f"$ {' '.join(argv)}\nexit {r.returncode}\nstdout: {r.stdout!r}\nstderr: {r.stderr!r}\n")
     if r.returncode != 0:
         raise ServerError(f"`{' '.join(argv[1:])}` exited {r.returncode}: {r.stderr.strip()[-2000:]}")
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     if len(lines) != 1:
-        raise ServerError(f"`issue {file_id}` printed {len(lines)} lines on stdout, expected the link alone: {r.stdout!r}")
+        raise ServerError(
+            f"`issue {file_id}` printed {len(lines)} lines on stdout, expected the link alone: {r.stdout!r}"
+        )
     url = urllib.parse.urlsplit(lines[0].strip())
     if not url.path.startswith("/api/get_file/"):
         raise ServerError(f"`issue {file_id}` printed {lines[0]!r}, not a /api/get_file/<token> link")
@@ -244,7 +278,16 @@ def start_tempdl(work: Path, files: Path, repo: Path, with_huge: bool) -> Server
     except BaseException:
         Server("tempdl", port, proc, log, "", "").stop()
         raise
-    return Server("tempdl", port, proc, log, small, big, huge, extra={"config": conf, "wechat_token": WECHAT_TOKEN, "wechat_path": "/wechat"})
+    return Server(
+        "tempdl",
+        port,
+        proc,
+        log,
+        small,
+        big,
+        huge,
+        extra={"config": conf, "wechat_token": WECHAT_TOKEN, "wechat_path": "/wechat"},
+    )
 
 
 STARTERS = {

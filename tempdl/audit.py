@@ -113,6 +113,7 @@ class AuditLog:
         self.failing = False  # True from a failed write until the next successful one
         self._hot = _hot_path_for(engine)
         self._inline_writes = 0
+        self._pending_commit: asyncio.Future[None] | None = None
 
     async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run one of this store's methods without blocking the event loop, and wait for it.
@@ -125,10 +126,7 @@ class AuditLog:
         try:
             if self._hot is not None and getattr(method, "hot", False):
                 try:
-                    with self._hot.impatient():
-                        result = method(*args, **kwargs)
-                    self._count_inline_write(method)
-                    return self._succeeded(method, result)
+                    return self._succeeded(method, await self._run_inline(method, args, kwargs))
                 except sqlite3.OperationalError as error:
                     if "locked" not in str(error) and "busy" not in str(error):
                         raise
@@ -148,13 +146,48 @@ class AuditLog:
             log.warning("event=audit_recovered: the audit database takes writes again")
         return result
 
-    def _count_inline_write(self, method: Callable[..., Any]) -> None:
-        """Every 500 writes on the event loop, let the audit thread checkpoint the WAL."""
+    async def _run_inline(self, method: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        """Run a hot method on the event loop; a write returns once its group commit is done."""
+        assert self._hot is not None
+        try:
+            with self._hot.impatient():
+                result = method(*args, **kwargs)
+        except sqlite3.Error as error:
+            self._abandon_group(error)
+            raise
         if getattr(method, "writes", False):
+            await self._group_commit()
             self._inline_writes += 1
-            if self._inline_writes >= 500 and self._hot is not None:
+            if self._inline_writes >= 500:  # the impatient connection leaves checkpoints to us
                 self._inline_writes = 0
                 self._executor.submit(self._hot.checkpoint)
+        return result
+
+    async def _group_commit(self) -> None:
+        """Wait for the one commit that covers every inline write of this event-loop turn."""
+        if self._pending_commit is None:
+            loop = asyncio.get_running_loop()
+            self._pending_commit = loop.create_future()
+            loop.call_soon(self._commit_group)
+        await asyncio.shield(self._pending_commit)
+
+    def _commit_group(self) -> None:
+        group, self._pending_commit = self._pending_commit, None
+        assert group is not None and self._hot is not None
+        try:
+            self._hot.commit_impatient()
+        except sqlite3.Error as error:
+            group.set_exception(error)
+        else:
+            group.set_result(None)
+
+    def _abandon_group(self, error: Exception) -> None:
+        """A write failed mid-group: roll back, and every write of the group fails with it."""
+        assert self._hot is not None
+        self._hot.rollback_impatient()
+        group, self._pending_commit = self._pending_commit, None
+        if group is not None:
+            group.set_exception(error)
 
     def close(self) -> None:
         """Wait for queued writes to finish, then release the database."""
@@ -177,17 +210,7 @@ class AuditLog:
         max_downloads: int | None,
     ) -> int:
         with self.engine.begin() as connection:
-            result = connection.execute(
-                insert(_issuances).values(
-                    file_id=file_id,
-                    recipient=recipient,
-                    channel=channel,
-                    created_at=created_at,
-                    expires_at=expires_at,
-                    max_downloads=max_downloads,
-                )
-            )
-            return int(result.inserted_primary_key[0])
+            return _insert_issuance(connection, locals())
 
     def create_issuance_within_cap(
         self,
@@ -216,18 +239,7 @@ class AuditLog:
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:recipient))"), {"recipient": recipient})
-            issuance_id = int(
-                connection.execute(
-                    insert(_issuances).values(
-                        file_id=file_id,
-                        recipient=recipient,
-                        channel=channel,
-                        created_at=created_at,
-                        expires_at=expires_at,
-                        max_downloads=max_downloads,
-                    )
-                ).inserted_primary_key[0]
-            )
+            issuance_id = _insert_issuance(connection, locals())
             # The cap-th most recent earlier issuance in the window: if there is one, we are over.
             blocking = connection.execute(
                 select(_issuances.c.created_at)
@@ -403,6 +415,15 @@ class AuditLog:
                 .limit(1)
             ).first()
         return found is not None
+
+
+_ISSUANCE_FIELDS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")
+
+
+def _insert_issuance(connection: Connection, values: dict[str, Any]) -> int:
+    """Insert an issuance from the named values (extra names, like `self`, are ignored)."""
+    row = {name: values[name] for name in _ISSUANCE_FIELDS}
+    return int(connection.execute(insert(_issuances).values(row)).inserted_primary_key[0])
 
 
 def _completed_downloads(connection: Connection, issuance_id: int, file_size: int) -> int:

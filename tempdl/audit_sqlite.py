@@ -6,8 +6,10 @@ and handing each statement to the audit thread cost as much again. So on SQLite 
 statements (read the issuance, open and close the attempt, or record it in one go) run as plain
 prepared SQL, first "impatiently" right on the event loop: with a busy timeout of 0 such a call
 never waits for a lock, and when another writer holds it, `AuditLog.run` hands the call to the
-audit thread, which may wait. The impatient connection never checkpoints the WAL itself (that
-means an fsync); the audit thread does it between downloads.
+audit thread, which may wait. Impatient writes are not committed one by one: `AuditLog` commits
+all the writes of one event-loop turn together (group commit) and only then lets their requests
+go on, so no byte leaves before its row is committed. The impatient connection never
+checkpoints the WAL itself (that means an fsync); the audit thread does it between downloads.
 Everything else, and every other database, goes through SQLAlchemy in `tempdl.audit`.
 
 The timestamp text is exactly what SQLAlchemy's SQLite DateTime stores, so rows written here and
@@ -95,14 +97,30 @@ class SQLiteHotPath:
         self._local = threading.local()
 
     def _write(self, sql: str, params: tuple) -> int:
+        """Execute a write; commit it at once, unless impatient (then `commit` comes later)."""
         connection = self._raw()
         try:
             cursor = connection.execute(sql, params)
-            connection.commit()
+            if not getattr(self._local, "impatient", False):
+                connection.commit()
             return cursor.lastrowid
         except sqlite3.Error:
             connection.rollback()
             raise
+
+    def commit_impatient(self) -> None:
+        """Commit the writes waiting on the impatient connection (call on the event loop)."""
+        with self.impatient():
+            connection = self._raw()
+            try:
+                connection.commit()
+            except sqlite3.Error:
+                connection.rollback()
+                raise
+
+    def rollback_impatient(self) -> None:
+        with self.impatient():
+            self._raw().rollback()
 
     def load_issuance(self, issuance_id: int, record_type: type[IssuanceRecord]) -> IssuanceRecord | None:
         row = self._raw().execute(_SELECT_ISSUANCE, (issuance_id,)).fetchone()

@@ -125,6 +125,8 @@ async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream) -> Non
     Without this, a client that never reads would hold its connection (and a download slot)
     forever; memory stays bounded either way, since we write one chunk at a time.
     """
+    if isinstance(flushed, asyncio.Future) and flushed.done():
+        return flushed.result()  # the kernel took it all at once (small files): nothing to watch
     if not await _wait_unless_stalled(asyncio.ensure_future(flushed), stream):
         stream.close()
         raise StreamClosedError()

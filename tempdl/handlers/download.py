@@ -30,6 +30,7 @@ from tempdl.audit import Attempt, AuditLog, AuditUnavailable
 from tempdl.handlers.base import RefusalMixin, write_error_page
 from tempdl.inflight import InFlight
 from tempdl.logfields import quoted
+from tempdl.report_format import human_bytes
 from tempdl.streaming import CHUNK_SIZE, send_chunks, send_zero_copy, zero_copy_possible
 from tempdl.throttle import RateLimiter, chunk_size_for
 from tempdl.timeutil import Clock, duration_text
@@ -61,15 +62,6 @@ def content_disposition(name: str) -> str:
     if ascii_name != name:
         header += "; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
     return header
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 class DownloadHandler(RefusalMixin, StaticFileHandler):
@@ -339,7 +331,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
                 self.render_string(
                     "landing.html",
                     name=grant.offered.name,
-                    size=human_size(size),
+                    size=human_bytes(size),
                     remaining_zh=remaining_zh,
                     remaining_en=remaining_en,
                 )
