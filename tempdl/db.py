@@ -7,12 +7,16 @@ as it is. The schema only ever changes through Alembic revisions in `migrations/
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -48,6 +52,8 @@ def make_engine(database_url: str) -> Engine:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config  # Alembic is only loaded where migrations run
+
     config = Config()
     config.set_main_option("script_location", str(_migrations_dir()))
     config.attributes["engine"] = engine
@@ -56,10 +62,42 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision (what `db upgrade` and `serve` do)."""
+    from alembic import command
+
     with engine.begin() as connection:
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def upgrade_in_child_process(database_url: str) -> None:
+    """`upgrade` in a forked child, so the long-running server never loads Alembic (~11 MiB).
+
+    Raises RuntimeError with the child's error message when the migration fails. Where fork is
+    not available, the migration simply runs in this process.
+    """
+    if not hasattr(os, "fork"):
+        upgrade(make_engine(database_url))
+        return
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_upgrade_and_report, args=(database_url, sender), name="tempdl-migrate")
+    child.start()
+    sender.close()
+    message = receiver.recv() if receiver.poll(300) else "the migration did not finish within 300 s"
+    child.join()
+    if message:
+        raise RuntimeError(message)
+
+
+def _upgrade_and_report(database_url: str, sender) -> None:
+    try:
+        engine = make_engine(database_url)
+        upgrade(engine)
+        engine.dispose()
+        sender.send("")
+    except Exception as error:  # reported to the parent as one line
+        sender.send(f"{type(error).__name__}: {getattr(error, 'orig', None) or error}")
 
 
 def integrity_problem(engine: Engine) -> str | None:
