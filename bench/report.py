@@ -98,7 +98,8 @@ TARGETS = [
         _all(_ratio_at_most("cpu_req", TORNADO, 1.0), _ratio_at_most("cpu_req", FASTAPI, 1 / 3)),
     ),
     Target("rss_peak4", "≤40 MiB", _value_below("rss_peak4", 40, inclusive=True)),
-    Target("idle_rss", "<50 MiB", _value_below("idle_rss", 50, inclusive=False)),
+    # "1,000 idle keep-alive connections cost under 50 MiB": the cost is what they add.
+    Target("idle_cost", "<50 MiB", _value_below("idle_cost", 50, inclusive=False)),
 ]
 
 
