@@ -40,7 +40,7 @@ async def test_handshake_with_a_wrong_signature_is_forbidden(fetch):
 
 
 @pytest.mark.gen_test
-async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, settings, files_dir):
+async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, settings, files_dir, inflight):
     response = await fetch(f"/wechat?{signed_query(openid=FOLLOWER)}", method="POST", body=text_message("Open Sesame"))
     assert response.code == 200
     # Without [[files]], every file is offered under its own name; this test's config has none.
@@ -56,6 +56,7 @@ async def test_keyword_gets_a_link_that_downloads_the_exact_file(fetch, settings
     download = await fetch(link_path(url))
     assert download.code == 200
     assert download.body == (files_dir / "InstMsiW.exe").read_bytes()
+    assert await inflight.wait_idle(5)  # the response can arrive before the attempt row is closed
 
     issuance = rows(settings.database_url, "SELECT * FROM issuances")
     assert [(r["file_id"], r["recipient"], r["channel"]) for r in issuance] == [("InstMsiW.exe", FOLLOWER, "wechat")]
