@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -317,41 +317,41 @@ def _by_recipient(connection: Connection, period: Period) -> list[BreakdownRow]:
     return _ranked(rows.values())
 
 
-def _activity_days(connection: Connection, period: Period) -> Iterator[datetime.date]:
-    """Every local day of the period; an open end stops at the first or last day with activity."""
-    first, last = period.since, period.until
-    if first is None or last is None:
-        moments = [
-            # one MIN or MAX per statement: only then does SQLite read it off the index
-            connection.execute(select(extreme(column)).where(*period.where(column))).scalar_one()
-            for column in (_attempts.c.started_at, _issuances.c.created_at)
-            for extreme in (func.min, func.max)
-        ]
-        known = [moment.astimezone(period.zone).date() for moment in moments if moment is not None]
-        if not known:
-            return
-        first = first or min(known)
-        last = last or max(known)
-    day = first
-    while day <= last:
-        yield day
-        day += datetime.timedelta(days=1)
+def _active_days(connection: Connection, period: Period) -> tuple[datetime.date, datetime.date] | None:
+    """The first and last local day of the period with any issuance or attempt; None if none has."""
+    moments = [
+        # one MIN or MAX per statement: only then does SQLite read it off the index
+        connection.execute(select(extreme(column)).where(*period.where(column))).scalar_one()
+        for column in (_attempts.c.started_at, _issuances.c.created_at)
+        for extreme in (func.min, func.max)
+    ]
+    days = [moment.astimezone(period.zone).date() for moment in moments if moment is not None]
+    return (min(days), max(days)) if days else None
 
 
 def _by_day(connection: Connection, period: Period) -> list[BreakdownRow]:
-    # one statement each, run once per day with that day's bounds; no GROUP BY, so nothing to sort
+    """Every day of the period (an open end stops at the first or last active day), zeros included."""
+    active = _active_days(connection, period)
+    first, last = period.since or (active and active[0]), period.until or (active and active[1])
+    if not first or not last:
+        return []
+    # one statement each, run once per active day with its bounds; no GROUP BY, so nothing to sort
     day_start, day_end = bindparam("day_start"), bindparam("day_end")
     attempts_of_day = _attempt_figures().where(_attempts.c.started_at >= day_start, _attempts.c.started_at < day_end)
     issued_on_day = select(func.count()).where(_issuances.c.created_at >= day_start, _issuances.c.created_at < day_end)
     rows = []
-    for day in _activity_days(connection, period):
-        bounds = {
-            "day_start": local_midnight(day, period.zone),
-            "day_end": local_midnight(day + datetime.timedelta(days=1), period.zone),
-        }
-        figures = connection.execute(attempts_of_day, bounds).one()
-        issued = connection.execute(issued_on_day, bounds).scalar_one()
-        rows.append(BreakdownRow(day.isoformat(), issued, *(int(value) for value in figures)))
+    for offset in range((last - first).days + 1):
+        day = first + datetime.timedelta(days=offset)
+        row = BreakdownRow(day.isoformat())
+        if active and active[0] <= day <= active[1]:
+            bounds = {
+                "day_start": local_midnight(day, period.zone),
+                "day_end": local_midnight(day + datetime.timedelta(days=1), period.zone),
+            }
+            figures = connection.execute(attempts_of_day, bounds).one()
+            issued = connection.execute(issued_on_day, bounds).scalar_one()
+            row = BreakdownRow(row.key, issued, *(int(value) for value in figures))
+        rows.append(row)
     return rows
 
 

@@ -153,7 +153,7 @@ class AdminHandler(BasicAuthMixin, BaseHandler):
         try:
             return await self.reports.run(function, *args, **kwargs)
         except ReportUnavailable as error:
-            log.warning("request_id=%s report query failed: %s", self.request_id, error)
+            log.warning("event=report_unavailable request_id=%s error=%s", self.request_id, error)
             self.write_refusal(refusals.UNAVAILABLE)
             return None
 
