@@ -245,3 +245,27 @@ def test_report_queries_stream_covering_indexes(history, period):
     assert per_issuance and all("ix_download_attempts_issuance_id_outcome" in p for p in per_issuance)
     issuance_groups = [plan for sql, plan in plans.items() if re.search(r"FROM issuances .*GROUP BY issuances", sql)]
     assert issuance_groups and all("TEMP B-TREE" not in plan for plan in issuance_groups), issuance_groups
+
+
+# --- PostgreSQL: the same figures from the same queries -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres_history(tmp_path_factory):
+    from tests.engines import skip_or_fail_without_postgres, throwaway_postgres
+
+    skip_or_fail_without_postgres()
+    with throwaway_postgres(tmp_path_factory.mktemp("pg")) as postgres:
+        engine = make_engine(postgres.url)
+        upgrade(engine)
+        write_hand_built_history(engine)
+        yield engine
+        engine.dispose()
+
+
+@pytest.mark.parametrize("period", [ALL_TIME, Period(datetime.date(2026, 11, 29), None, SHANGHAI)])
+def test_postgresql_reports_match_sqlite(postgres_history, history, period):
+    for by in stats.BREAKDOWNS:
+        assert build_report(postgres_history, period, by) == build_report(history, period, by), by
+    assert build_dashboard(postgres_history, period) == build_dashboard(history, period)
+    assert metrics_snapshot(postgres_history) == metrics_snapshot(history)
