@@ -12,6 +12,7 @@ from tempdl.audit import AuditLog
 from tempdl.catalog import Catalog
 from tempdl.config import Settings
 from tempdl.conversation import Conversation
+from tempdl.handlers.admin import admin_routes
 from tempdl.handlers.base import BaseHandler
 from tempdl.handlers.download import DownloadHandler
 from tempdl.handlers.health import HealthHandler
@@ -89,6 +90,7 @@ def make_app(
             },
         ),
         (r"/healthz", HealthHandler, {"audit": audit}),
+        *admin_routes(settings, audit, clock=clock, inflight=inflight),
     ]
     app_settings: dict[str, Any] = {
         "template_loader": PackageLoader(),
