@@ -90,7 +90,7 @@ def make_app(
             },
         ),
         (r"/healthz", HealthHandler, {"audit": audit}),
-        *admin_routes(settings, audit, clock=clock, inflight=inflight),
+        *admin_routes(settings, audit, clock=clock, inflight=streams),  # the gauge counts bytes in flight
     ]
     app_settings: dict[str, Any] = {
         "template_loader": PackageLoader(),
