@@ -21,7 +21,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -31,7 +30,6 @@ from tempdl.config import Settings
 from tempdl.handlers.base import BaseHandler
 from tempdl.handlers.basic_auth import BasicAuthMixin
 from tempdl.inflight import InFlight
-from tempdl.metrics import make_registry
 from tempdl.refusals import Refusal
 from tempdl.stats import BREAKDOWNS, Period, build_dashboard, build_report
 from tempdl.timeutil import Clock
@@ -90,8 +88,19 @@ class Reports:
         self.settings = settings
         self.engine = engine
         self.clock = clock
-        self.registry = make_registry(engine, inflight)
+        self._inflight = inflight
+        self._registry = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-reports")
+
+    @property
+    def registry(self):
+        """The Prometheus registry, built on the first scrape: prometheus_client stays out of
+        memory on servers nobody scrapes."""
+        if self._registry is None:
+            from tempdl.metrics import make_registry
+
+            self._registry = make_registry(self.engine, self._inflight)
+        return self._registry
 
     async def run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a blocking report function on the report thread."""
@@ -248,6 +257,8 @@ class MetricsHandler(AdminHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
     async def get(self) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         body = await self.report(generate_latest, self.reports.registry)
         if body is None:
             return
