@@ -166,10 +166,14 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         attempt.range_start, attempt.range_end = start, (end - 1 if end > start else None)
         if not include_body:
             return await self._record(outcome="ok")
+        await self._send_download(start, end - start)
 
+    async def _send_download(self, start: int, length: int) -> None:
+        """The body: limits that apply only to bytes, the row before the first byte, the bytes."""
+        grant, attempt = self.grant, self.attempt
+        assert grant is not None and attempt is not None
         if self.limits.max_concurrent_downloads and len(self.streams) >= self.limits.max_concurrent_downloads:
             raise Refused(refusals.BUSY, f"{len(self.streams)} downloads already streaming")
-        length = end - start
         if self._fits_one_write(length):
             return await self._send_small_body(start, length)
         if not await self._open_attempt():
