@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
-import untangle
 
-from tests.support import ACCOUNT, FOLLOWER, link_path, rows, text_message
-
-
-def reply_content(body: bytes) -> str:
-    document = untangle.parse(io.BytesIO(body))
-    assert document.xml.ToUserName.cdata == FOLLOWER
-    assert document.xml.FromUserName.cdata == ACCOUNT
-    assert document.xml.MsgType.cdata == "text"
-    return document.xml.Content.cdata
+from tests.support import FOLLOWER, link_path, reply_content, rows, text_message
 
 
 @pytest.mark.gen_test
