@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from tornado.web import Application, RequestHandler
@@ -32,11 +33,20 @@ class NotFoundHandler(BaseHandler):
         self.send_error(404)
 
 
+# Near misses of the download route still carry a live token: `//api/get_file/…`, `/API/GET_FILE/…`.
+_DOWNLOAD_ROUTE_ANYWHERE = re.compile(r"get(?:_|%5f)file", re.IGNORECASE)
+# What a token looks like (payload.timestamp.signature), wherever someone pasted one.
+_TOKEN_SHAPED = re.compile(r"[\w-]+\.[\w-]{4,}\.[\w-]{20,}")
+
+
 def safe_path(path: str) -> str:
     """The request path as it may be logged: a download token is a credential, so it is cut."""
     if path.startswith(DOWNLOAD_ROUTE):
         return DOWNLOAD_ROUTE + "…"
-    return path[:200]
+    route = _DOWNLOAD_ROUTE_ANYWHERE.search(path)
+    if route:
+        return path[: route.end()] + "/…"
+    return _TOKEN_SHAPED.sub("…", path[:200])
 
 
 def log_request(handler: RequestHandler) -> None:
