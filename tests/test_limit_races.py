@@ -60,12 +60,6 @@ def test_a_second_download_while_one_streams_is_503(server):
         assert response.status == 503 and response.headers["Retry-After"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="download.py _serve checks len(streams) >= max_concurrent_downloads, then awaits "
-    "_open_attempt (the audit thread) before streams.enter: requests arriving together all pass "
-    "the check; with a cap of 1, 6 simultaneous GETs all stream (200)",
-)
 @pytest.mark.parametrize("server", [1], indirect=True)
 def test_a_burst_of_downloads_respects_max_concurrent_downloads(server):
     token = server.issue("large")

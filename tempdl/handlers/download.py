@@ -169,20 +169,29 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         await self._send_download(start, end - start)
 
     async def _send_download(self, start: int, length: int) -> None:
-        """The body: limits that apply only to bytes, the row before the first byte, the bytes."""
-        grant, attempt = self.grant, self.attempt
-        assert grant is not None and attempt is not None
-        if self.limits.max_concurrent_downloads and len(self.streams) >= self.limits.max_concurrent_downloads:
+        """The body: limits that apply only to bytes, the row before the first byte, the bytes.
+
+        The concurrency slot is taken in the same step as the check (nothing awaits in between),
+        so downloads arriving together cannot all squeeze under the cap.
+        """
+        cap = self.limits.max_concurrent_downloads
+        if cap and len(self.streams) >= cap:
             raise Refused(refusals.BUSY, f"{len(self.streams)} downloads already streaming")
-        if self._fits_one_write(length):
-            return await self._send_small_body(start, length)
-        if not await self._open_attempt():
-            raise Refused(refusals.USED_UP, f"issuance {grant.issuance.id}: last download already taken")
         self.streams.enter(self)
         try:
-            attempt.bytes_sent = await self._send_body(start, length)
+            if self._fits_one_write(length):
+                await self._send_small_body(start, length)
+            else:
+                await self._send_large_body(start, length)
         finally:
             self.streams.leave(self)
+
+    async def _send_large_body(self, start: int, length: int) -> None:
+        grant, attempt = self.grant, self.attempt
+        assert grant is not None and attempt is not None
+        if not await self._open_attempt():
+            raise Refused(refusals.USED_UP, f"issuance {grant.issuance.id}: last download already taken")
+        attempt.bytes_sent = await self._send_body(start, length)
         if self._progress_timer is not None:
             self._progress_timer.cancel()
         attempt.outcome = "ok" if attempt.bytes_sent == length else "partial"
@@ -306,7 +315,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             return validator == self.compute_etag()
         try:
             since = email.utils.parsedate_to_datetime(validator)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an absurd zone offset
             return False
         return self.modified is not None and since == self.modified
 
