@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, OutputTransform, RequestHandler
 
 from tempdl.access import Gate
 from tempdl.audit import AuditLog
@@ -26,6 +26,14 @@ from tempdl.timeutil import Clock, utc_now
 from tempdl.tokens import LinkSigner
 
 access_log = logging.getLogger("tempdl.access")
+
+
+class ServerHeader(OutputTransform):
+    """Say "tempdl" in the Server header: no need to tell scanners which Tornado version runs."""
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        headers["Server"] = "tempdl"
+        return status_code, headers, chunk
 
 
 class NotFoundHandler(BaseHandler):
@@ -106,6 +114,7 @@ def make_app(
         "template_loader": PackageLoader(),
         "log_function": log_request,
         "default_handler_class": NotFoundHandler,
+        "transforms": [ServerHeader],
         "tempdl_settings": settings,
         "tempdl_issuer": issuer,
         "tempdl_catalog": catalog,
