@@ -15,6 +15,9 @@
 # a system nginx grabbing :80 could even make the install fail.
 set -euo pipefail
 
+# shellcheck source=apt-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-lib.sh"
+
 log() { printf 'install-engines: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -50,49 +53,20 @@ deny_service_starts() {
 }
 cleanup() {
   if [[ -n $created_policy ]]; then rm -f "$created_policy"; fi
-  if [[ -n ${apt_log:-} ]]; then rm -f "$apt_log"; fi
 }
 
-# Run an apt-get command quietly; on failure show its output and die.
-apt_quiet() {
-  if ! DEBIAN_FRONTEND=noninteractive apt-get -qq -o Dpkg::Use-Pty=0 "$@" >>"$apt_log" 2>&1; then
-    tail -n 40 "$apt_log" >&2
-    return 1
-  fi
-}
-
-apt_update_with_retries() {
-  local attempt
-  for attempt in 1 2 3; do
-    apt_quiet update && return 0
-    log "apt-get update failed (attempt $attempt/3)"
-    sleep $((attempt * 5))
-  done
-  return 1
-}
 
 main() {
   local -a packages
   mapfile -t packages < <(missing_packages)
   if ((${#packages[@]} == 0)); then return 0; fi
 
-  if ((EUID != 0)); then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-      exec sudo -n -- "$0" "$@"
-    fi
-    die "need root (or passwordless sudo) to install: ${packages[*]}"
-  fi
-  command -v apt-get >/dev/null 2>&1 \
-    || die "apt-get not found; install PostgreSQL server binaries and nginx by hand (${packages[*]})"
+  become_root_or_die "$0" "$@"
 
-  apt_log=$(mktemp)
   trap cleanup EXIT
   deny_service_starts
 
-  log "installing ${packages[*]} (Debian packages)"
-  apt_update_with_retries || die "apt-get update failed; are the Debian mirrors reachable?"
-  apt_quiet install -y --no-install-recommends "${packages[@]}" \
-    || die "apt-get install ${packages[*]} failed (see output above)"
+  install_debian_packages "${packages[@]}"
 
   have_postgres || die "PostgreSQL server binaries (initdb, pg_ctl) still missing after installing postgresql"
   have_nginx || die "/usr/sbin/nginx still missing after installing nginx"

@@ -9,6 +9,7 @@ phones on bad lines drop connections.
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -43,7 +44,11 @@ class Grant:
     issuance: IssuanceRecord
     offered: OfferedFile
     path: Path
-    size: int
+    stat: os.stat_result
+
+    @property
+    def size(self) -> int:
+        return self.stat.st_size
 
 
 class Gate:
@@ -78,10 +83,10 @@ class Gate:
                 refusals.EXPIRED, f"issuance {issuance.id} expired at {issuance.expires_at:%Y-%m-%dT%H:%M:%SZ}"
             )
         offered = self.catalog.by_id(issuance.file_id)
-        path = offered and self.catalog.absolute_path(offered)
-        if offered is None or path is None:
+        located = offered and self.catalog.locate(offered)
+        if offered is None or located is None:
             raise Refused(refusals.NOT_FOUND, f"file {issuance.file_id!r} is not on offer or not on disk")
-        grant = Grant(issuance, offered, path, path.stat().st_size)
+        grant = Grant(issuance, offered, *located)
         await self._check_limits(grant, now)
         return grant
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, OutputTransform, RequestHandler
 
 from tempdl.access import Gate
 from tempdl.audit import AuditLog
 from tempdl.catalog import Catalog
 from tempdl.config import Settings
 from tempdl.conversation import Conversation
+from tempdl.handlers.admin import admin_routes
 from tempdl.handlers.base import BaseHandler
 from tempdl.handlers.download import DownloadHandler
 from tempdl.handlers.health import HealthHandler
@@ -26,16 +28,33 @@ from tempdl.tokens import LinkSigner
 access_log = logging.getLogger("tempdl.access")
 
 
+class ServerHeader(OutputTransform):
+    """Say "tempdl" in the Server header: no need to tell scanners which Tornado version runs."""
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        headers["Server"] = "tempdl"
+        return status_code, headers, chunk
+
+
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
         self.send_error(404)
+
+
+# Near misses of the download route still carry a live token: `//api/get_file/…`, `/API/GET_FILE/…`.
+_DOWNLOAD_ROUTE_ANYWHERE = re.compile(r"get(?:_|%5f)file", re.IGNORECASE)
+# What a token looks like (payload.timestamp.signature), wherever someone pasted one.
+_TOKEN_SHAPED = re.compile(r"[\w-]+\.[\w-]{4,}\.[\w-]{20,}")
 
 
 def safe_path(path: str) -> str:
     """The request path as it may be logged: a download token is a credential, so it is cut."""
     if path.startswith(DOWNLOAD_ROUTE):
         return DOWNLOAD_ROUTE + "…"
-    return path[:200]
+    route = _DOWNLOAD_ROUTE_ANYWHERE.search(path)
+    if route:
+        return path[: route.end()] + "/…"
+    return _TOKEN_SHAPED.sub("…", path[:200])
 
 
 def log_request(handler: RequestHandler) -> None:
@@ -89,11 +108,13 @@ def make_app(
             },
         ),
         (r"/healthz", HealthHandler, {"audit": audit}),
+        *admin_routes(settings, audit, clock=clock, inflight=streams),  # the gauge counts bytes in flight
     ]
     app_settings: dict[str, Any] = {
         "template_loader": PackageLoader(),
         "log_function": log_request,
         "default_handler_class": NotFoundHandler,
+        "transforms": [ServerHeader],
         "tempdl_settings": settings,
         "tempdl_issuer": issuer,
         "tempdl_catalog": catalog,

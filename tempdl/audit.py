@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, and_, case, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from tempdl import db
+from tempdl.audit_sqlite import SQLiteHotPath
 from tempdl.models import DownloadAttempt, Issuance
 
 T = TypeVar("T")
@@ -72,6 +75,18 @@ class Attempt:
         }
 
 
+def _hot(method: Callable[..., T]) -> Callable[..., T]:
+    """Mark a method that runs on every download: on SQLite it may run inline (see `run`)."""
+    method.hot = True  # type: ignore[attr-defined]
+    return method
+
+
+def _hot_path_for(engine: Engine) -> SQLiteHotPath | None:
+    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
+        return None
+    return SQLiteHotPath(engine.url.database, db.SQLITE_BUSY_TIMEOUT_MS)
+
+
 def _writes(method: Callable[..., T]) -> Callable[..., T]:
     """Mark a method that writes: its success ends an incident of an unwritable database."""
     method.writes = True  # type: ignore[attr-defined]
@@ -96,30 +111,89 @@ class AuditLog:
         self.engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-audit")
         self.failing = False  # True from a failed write until the next successful one
+        self._hot = _hot_path_for(engine)
+        self._inline_writes = 0
+        self._pending_commit: asyncio.Future[None] | None = None
 
     async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run one of this store's methods on the audit thread and wait for it without blocking.
+        """Run one of this store's methods without blocking the event loop, and wait for it.
 
-        A database error becomes `AuditUnavailable`. It is logged once when an incident starts
-        and once when a write succeeds again, not on every request in between.
+        Hot-path methods on SQLite first run right here, impatiently (see `tempdl.audit_sqlite`);
+        everything else, and a hot call that met a lock, runs on the audit thread. A database
+        error becomes `AuditUnavailable`, logged once when an incident starts and once when a
+        write succeeds again, not on every request in between.
         """
-        loop = asyncio.get_running_loop()
         try:
+            if self._hot is not None and getattr(method, "hot", False):
+                try:
+                    return self._succeeded(method, await self._run_inline(method, args, kwargs))
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) and "busy" not in str(error):
+                        raise
+            loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
-        except (DBAPIError, AuditUnavailable) as error:
+        except (DBAPIError, sqlite3.Error, AuditUnavailable) as error:
             reason = str(getattr(error, "orig", error))
             if not self.failing:
                 self.failing = True
                 log.error("event=audit_unavailable error=%r: answering 503 until it can be written", reason)
             raise AuditUnavailable(reason) from error
+        return self._succeeded(method, result)
+
+    def _succeeded(self, method: Callable[..., T], result: T) -> T:
         if self.failing and getattr(method, "writes", False):
             self.failing = False
             log.warning("event=audit_recovered: the audit database takes writes again")
         return result
 
+    async def _run_inline(self, method: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        """Run a hot method on the event loop; a write returns once its group commit is done."""
+        assert self._hot is not None
+        try:
+            with self._hot.impatient():
+                result = method(*args, **kwargs)
+        except sqlite3.Error as error:
+            self._abandon_group(error)
+            raise
+        if getattr(method, "writes", False):
+            await self._group_commit()
+            self._inline_writes += 1
+            if self._inline_writes >= 500:  # the impatient connection leaves checkpoints to us
+                self._inline_writes = 0
+                self._executor.submit(self._hot.checkpoint)
+        return result
+
+    async def _group_commit(self) -> None:
+        """Wait for the one commit that covers every inline write of this event-loop turn."""
+        if self._pending_commit is None:
+            loop = asyncio.get_running_loop()
+            self._pending_commit = loop.create_future()
+            loop.call_soon(self._commit_group)
+        await asyncio.shield(self._pending_commit)
+
+    def _commit_group(self) -> None:
+        group, self._pending_commit = self._pending_commit, None
+        assert group is not None and self._hot is not None
+        try:
+            self._hot.commit_impatient()
+        except sqlite3.Error as error:
+            group.set_exception(error)
+        else:
+            group.set_result(None)
+
+    def _abandon_group(self, error: Exception) -> None:
+        """A write failed mid-group: roll back, and every write of the group fails with it."""
+        assert self._hot is not None
+        self._hot.rollback_impatient()
+        group, self._pending_commit = self._pending_commit, None
+        if group is not None:
+            group.set_exception(error)
+
     def close(self) -> None:
         """Wait for queued writes to finish, then release the database."""
         self._executor.shutdown(wait=True)
+        if self._hot is not None:
+            self._hot.close()
         self.engine.dispose()
 
     # --- issuances --------------------------------------------------------------------------
@@ -136,17 +210,7 @@ class AuditLog:
         max_downloads: int | None,
     ) -> int:
         with self.engine.begin() as connection:
-            result = connection.execute(
-                insert(_issuances).values(
-                    file_id=file_id,
-                    recipient=recipient,
-                    channel=channel,
-                    created_at=created_at,
-                    expires_at=expires_at,
-                    max_downloads=max_downloads,
-                )
-            )
-            return int(result.inserted_primary_key[0])
+            return _insert_issuance(connection, locals())
 
     def create_issuance_within_cap(
         self,
@@ -175,18 +239,7 @@ class AuditLog:
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:recipient))"), {"recipient": recipient})
-            issuance_id = int(
-                connection.execute(
-                    insert(_issuances).values(
-                        file_id=file_id,
-                        recipient=recipient,
-                        channel=channel,
-                        created_at=created_at,
-                        expires_at=expires_at,
-                        max_downloads=max_downloads,
-                    )
-                ).inserted_primary_key[0]
-            )
+            issuance_id = _insert_issuance(connection, locals())
             # The cap-th most recent earlier issuance in the window: if there is one, we are over.
             blocking = connection.execute(
                 select(_issuances.c.created_at)
@@ -212,7 +265,10 @@ class AuditLog:
                 .where(_issuances.c.recipient == recipient, _issuances.c.created_at > since)
             ).scalar_one()
 
+    @_hot
     def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
+        if self._hot is not None:
+            return self._hot.load_issuance(issuance_id, IssuanceRecord)
         with self.engine.connect() as connection:
             row = connection.execute(select(_issuances).where(_issuances.c.id == issuance_id)).first()
         return None if row is None else IssuanceRecord(**row._mapping)
@@ -230,23 +286,38 @@ class AuditLog:
 
     # --- attempts ---------------------------------------------------------------------------
 
+    @_hot
     @_writes
     def record_attempt(self, attempt: Attempt) -> int:
         """Write a finished attempt (a refusal, a 304, a HEAD, a landing page) in one go."""
         if attempt.finished_at is None:
             attempt.finished_at = attempt.started_at
+        attempt.id = self._insert_attempt(attempt)
+        return attempt.id
+
+    def _insert_attempt(self, attempt: Attempt) -> int:
+        if self._hot is not None:
+            return self._hot.insert_attempt(attempt)
         with self.engine.begin() as connection:
-            result = connection.execute(insert(_attempts).values(attempt.row()))
-        attempt.id = int(result.inserted_primary_key[0])
+            return int(connection.execute(insert(_attempts).values(attempt.row())).inserted_primary_key[0])
+
+    @_hot
+    @_writes
+    def open_attempt(self, attempt: Attempt) -> int:
+        """Write the row of a download that is about to send bytes.
+
+        The row starts as `partial` with no `finished_at`, so a crash mid-download still leaves an
+        honest row behind; `close_attempt` fills in what really happened.
+        """
+        attempt.finished_at = None
+        attempt.id = self._insert_attempt(attempt)
         return attempt.id
 
     @_writes
-    def open_attempt(self, attempt: Attempt, *, download_cap: int | None = None, file_size: int = 0) -> bool:
-        """Write the row of a download that is about to send bytes; False when the link is used up.
+    def claim_download(self, attempt: Attempt, *, download_cap: int, file_size: int) -> bool:
+        """`open_attempt` for a link with a download cap; False when the cap is used up.
 
-        The row starts as `partial` with no `finished_at`, so a crash mid-download still leaves an
-        honest row behind; `close_attempt` fills in what really happened. With a `download_cap`,
-        the check and the insert are one transaction that first locks, then counts: FOR UPDATE on
+        The check and the insert are one transaction that first locks, then counts: FOR UPDATE on
         the issuance row on PostgreSQL (at READ COMMITTED, see `db.make_engine`, the count then
         sees every claim committed before the lock was granted), SQLite's write lock taken up
         front with BEGIN IMMEDIATE (pysqlite would otherwise run the count before its implicit
@@ -255,22 +326,22 @@ class AuditLog:
         """
         attempt.finished_at = None
         with self.engine.begin() as connection:
-            if download_cap and attempt.issuance_id is not None:
-                if connection.dialect.name == "sqlite":
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
-                connection.execute(
-                    select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update()
-                )
-                used = _downloads_claimed(connection, attempt.issuance_id, file_size, fresh=attempt.range_start == 0)
-                if used >= download_cap:
-                    return False
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            connection.execute(select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update())
+            used = _downloads_claimed(connection, attempt, file_size)
+            if used >= download_cap:
+                return False
             result = connection.execute(insert(_attempts).values(attempt.row()))
         attempt.id = int(result.inserted_primary_key[0])
         return True
 
+    @_hot
     @_writes
     def close_attempt(self, attempt: Attempt) -> None:
         assert attempt.id is not None and attempt.finished_at is not None
+        if self._hot is not None:
+            return self._hot.close_attempt(attempt)
         with self.engine.begin() as connection:
             connection.execute(
                 update(_attempts)
@@ -283,6 +354,19 @@ class AuditLog:
                     range_start=attempt.range_start,
                     range_end=attempt.range_end,
                 )
+            )
+
+    @_hot
+    @_writes
+    def note_progress(self, attempt_id: int, bytes_sent: int) -> None:
+        """Bytes so far of a download still running (a finished row is never touched)."""
+        if self._hot is not None:
+            return self._hot.note_progress(attempt_id, bytes_sent)
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(_attempts)
+                .where(_attempts.c.id == attempt_id, _attempts.c.finished_at.is_(None))
+                .values(bytes_sent=bytes_sent)
             )
 
     @_writes
@@ -376,6 +460,15 @@ class AuditLog:
         return found is not None
 
 
+_ISSUANCE_FIELDS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")
+
+
+def _insert_issuance(connection: Connection, values: dict[str, Any]) -> int:
+    """Insert an issuance from the named values (extra names, like `self`, are ignored)."""
+    row = {name: values[name] for name in _ISSUANCE_FIELDS}
+    return int(connection.execute(insert(_issuances).values(row)).inserted_primary_key[0])
+
+
 def _completed_downloads(connection: Connection, issuance_id: int, file_size: int) -> int:
     """Complete downloads of a link: all the body bytes it sent, in whole files.
 
@@ -390,20 +483,34 @@ def _completed_downloads(connection: Connection, issuance_id: int, file_size: in
     return int(sent) // file_size if file_size > 0 else 0
 
 
-def _downloads_claimed(connection: Connection, issuance_id: int, file_size: int, *, fresh: bool) -> int:
-    """Complete downloads of a link, plus (for a `fresh` request from byte 0) those still running.
+def _downloads_claimed(connection: Connection, attempt: Attempt, file_size: int) -> int:
+    """Downloads of a link that count against its cap, as the request `attempt` is about to start.
 
-    One statement, so one snapshot: at READ COMMITTED a second statement could see a download
-    that finished in between as neither running (its row is closed) nor complete (the first
-    statement read its bytes as 0), and let a second download past the cap.
+    Finished requests count the body bytes they sent, in whole files: a download fetched as
+    several Range requests one after another, or resumed after a dropped connection, counts once,
+    when its pieces add up to the file. Requests still running count one download each when the
+    bytes they asked for overlap the bytes this one asks for: two requests for the same bytes at
+    once are two downloads (five "Range: bytes=1-" at once cannot share one), while a download
+    manager's parallel pieces, which do not overlap, are one.
+    One statement, so one snapshot: at READ COMMITTED two statements could see a download that
+    finished in between as neither running (its row closed) nor sent (its bytes read as 0), and
+    let a second download past the cap (two servers on PostgreSQL did, about one race in ten).
     """
-    counted = _attempts.c.outcome.in_(("ok", "partial"))
-    running = and_(_attempts.c.finished_at.is_(None), _attempts.c.range_start == 0)
-    sent, in_flight = connection.execute(
+    start = attempt.range_start or 0
+    end = attempt.range_end if attempt.range_end is not None else max(file_size - 1, start)
+    running = _attempts.c.finished_at.is_(None)
+    overlapping = and_(
+        running, _attempts.c.range_start <= end, func.coalesce(_attempts.c.range_end, _attempts.c.range_start) >= start
+    )
+    settled, running_here = connection.execute(
         select(
-            func.coalesce(func.sum(case((counted, _attempts.c.bytes_sent), else_=0)), 0),
-            func.coalesce(func.sum(case((running, 1), else_=0)), 0),
-        ).where(_attempts.c.issuance_id == issuance_id)
+            func.coalesce(
+                func.sum(
+                    case((and_(~running, _attempts.c.outcome.in_(("ok", "partial"))), _attempts.c.bytes_sent), else_=0)
+                ),
+                0,
+            ),
+            func.coalesce(func.sum(case((overlapping, 1), else_=0)), 0),
+        ).where(_attempts.c.issuance_id == attempt.issuance_id)
     ).one()
-    complete = int(sent) // file_size if file_size > 0 else 0
-    return complete + (int(in_flight) if fresh else 0)
+    return (int(settled) // file_size if file_size > 0 else 0) + int(running_here)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,13 @@ class Catalog:
     """Looks up offered files by id or keyword.
 
     Without `[[files]]` in the config, every regular file directly in `files_dir` is on offer under
-    its own name; the folder is read again on each lookup, so a file the operator drops in is
-    offered at once, without a restart.
+    its own name. The listing is read again whenever the folder's mtime changes, so a file the
+    operator drops in is offered at once, without a restart, and a lookup costs one stat.
     """
 
     def __init__(self, files_dir: Path, configured: tuple[OfferedFileConfig, ...] | None) -> None:
         self.files_dir = Path(files_dir).resolve()
+        self._listing: tuple[int, tuple[OfferedFile, ...]] | None = None
         self._configured = None
         if configured is not None:
             self._configured = tuple(
@@ -66,9 +68,15 @@ class Catalog:
         if self._configured is not None:
             return self._configured
         try:
-            entries = sorted(os.scandir(self.files_dir), key=lambda e: e.name)
+            version = os.stat(self.files_dir).st_mtime_ns
+            if self._listing is None or self._listing[0] != version:
+                self._listing = (version, self._scan())
         except OSError:
             return ()
+        return self._listing[1]
+
+    def _scan(self) -> tuple[OfferedFile, ...]:
+        entries = sorted(os.scandir(self.files_dir), key=lambda e: e.name)
         return tuple(
             OfferedFile(id=entry.name, path=entry.name, keywords=(entry.name,), name=entry.name)
             for entry in entries
@@ -91,7 +99,17 @@ class Catalog:
 
     def absolute_path(self, offered: OfferedFile) -> Path | None:
         """The file's real location, or None when it is missing or would lie outside files_dir."""
-        candidate = (self.files_dir / offered.path).resolve()
-        if not candidate.is_relative_to(self.files_dir) or not candidate.is_file():
+        located = self.locate(offered)
+        return located and located[0]
+
+    def locate(self, offered: OfferedFile) -> tuple[Path, os.stat_result] | None:
+        """The file's real location and its stat, or None when missing, not a regular file, or
+        outside files_dir (through `..` or a symlink)."""
+        candidate = Path(os.path.realpath(self.files_dir / offered.path))
+        if not candidate.is_relative_to(self.files_dir):
             return None
-        return candidate
+        try:
+            status = os.stat(candidate)
+        except OSError:
+            return None
+        return (candidate, status) if stat.S_ISREG(status.st_mode) else None

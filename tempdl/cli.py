@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tempdl import __version__
+from tempdl import __version__, log_hygiene
 from tempdl.config import ConfigError, Settings, ensure_secret_keys, load_settings
 
 log = logging.getLogger("tempdl")
@@ -107,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    log_hygiene.install()
     try:
         settings = None if args.command == "init" else _settings(args)  # init writes the file _settings reads
         return _run(args, settings)

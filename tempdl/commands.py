@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
 import sys
+from pathlib import Path
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import Engine, delete, exists, inspect, select
+from sqlalchemy.engine import make_url
 
 from tempdl import report_format
 from tempdl.audit import AuditLog
@@ -16,7 +19,7 @@ from tempdl.config import Settings
 from tempdl.db import make_engine, upgrade
 from tempdl.issuing import Issuer
 from tempdl.models import DownloadAttempt, Issuance
-from tempdl.stats import Period, build_report
+from tempdl.stats import Period, Report, Totals, build_report
 from tempdl.timeutil import utc_now
 from tempdl.tokens import LinkInvalid, LinkSigner
 
@@ -59,15 +62,33 @@ def issue(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _report_engine(settings: Settings) -> Engine | None:
+    """The audit database to report on; None when there is none yet (and none is created)."""
+    url = make_url(settings.database_url)
+    is_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if is_file and not Path(str(url.database)).is_file():
+        return None
+    engine = make_engine(settings.database_url)
+    if not inspect(engine).has_table(DownloadAttempt.__tablename__):
+        engine.dispose()
+        return None
+    return engine
+
+
 def stats(args: argparse.Namespace, settings: Settings) -> int:
-    if args.since and args.until and args.since > args.until:
-        raise CommandError("--since is after --until")
-    audit = _open_audit(settings)
+    """Print the report. Read-only: it never migrates or writes the audit database, so it is safe
+    next to a running server, against a replica or on a copy; no database yet is an empty report."""
     try:
-        period = Period.from_local_dates(args.since, args.until, settings.zone)
-        report = build_report(audit.engine, period, args.by, settings.timezone)
-    finally:
-        audit.close()
+        period = Period(args.since, args.until, settings.zone)
+    except ValueError:
+        raise CommandError(f"--since {args.since} is after --until {args.until}") from None
+    report = Report(period, args.by, Totals(), [])
+    engine = _report_engine(settings)
+    if engine is not None:
+        try:
+            report = build_report(engine, period, args.by)
+        finally:
+            engine.dispose()
     sys.stdout.write(report_format.FORMATS[args.format](report))
     return 0
 
@@ -95,9 +116,13 @@ def revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def prune(args: argparse.Namespace, settings: Settings) -> int:
-    """Delete attempts older than N days, then issuances that old that no attempt refers to."""
-    import datetime
+    """Delete attempts older than N days, then issuances that old that no attempt refers to.
 
+    One transaction: an interrupted prune removes nothing. An issuance some kept attempt still
+    names stays, so every attempt row keeps its link, recipient and file.
+    """
+    if args.older_than < 1:
+        raise CommandError("--older-than must be at least 1 day")
     cutoff = utc_now() - datetime.timedelta(days=args.older_than)
     attempts, issuances = DownloadAttempt.__table__, Issuance.__table__
     audit = _open_audit(settings)
@@ -112,7 +137,7 @@ def prune(args: argparse.Namespace, settings: Settings) -> int:
         audit.close()
     print(
         f"removed {removed_attempts} download attempts and {removed_issuances} issuances "
-        f"older than {cutoff:%Y-%m-%d %H:%M} UTC"
+        f"started or created before {cutoff:%Y-%m-%d %H:%M} UTC"
     )
     return 0
 

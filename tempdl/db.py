@@ -3,7 +3,7 @@
 SQLite is tuned for many small writes from one process (WAL, a busy timeout, synchronous=NORMAL,
 which in WAL mode stays consistent after a crash). PostgreSQL, shared by several tempdl processes,
 runs every transaction at READ COMMITTED whatever the server's default: the counted limits lock
-first and count second (`AuditLog.open_attempt`, `create_issuance_within_cap`), which is only
+first and count second (`AuditLog.claim_download`, `create_issuance_within_cap`), which is only
 right when each statement sees what other transactions committed before it started. Under
 REPEATABLE READ the count would read the snapshot taken before the lock was granted, and two
 servers could both take the last download. The schema only ever changes through Alembic
@@ -12,14 +12,18 @@ revisions in `migrations/`.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATION_LOCK_KEY = 0x7E3D1_0001
@@ -76,6 +80,8 @@ def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config  # Alembic is only loaded where migrations run
+
     config = Config()
     config.set_main_option("script_location", str(_migrations_dir()))
     config.attributes["engine"] = engine
@@ -91,6 +97,8 @@ def upgrade(engine: Engine) -> None:
     find the schema at the newest revision. Without it they all read "empty" and create the same
     tables: SQLite then fails with "table already exists", PostgreSQL can hang.
     """
+    from alembic import command
+
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
@@ -99,6 +107,36 @@ def upgrade(engine: Engine) -> None:
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def upgrade_in_child_process(database_url: str) -> None:
+    """`upgrade` in a forked child, so the long-running server never loads Alembic (~11 MiB).
+
+    Raises RuntimeError with the child's error message when the migration fails. Where fork is
+    not available, the migration simply runs in this process.
+    """
+    if not hasattr(os, "fork"):
+        upgrade(make_engine(database_url))
+        return
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_upgrade_and_report, args=(database_url, sender), name="tempdl-migrate")
+    child.start()
+    sender.close()
+    message = receiver.recv() if receiver.poll(300) else "the migration did not finish within 300 s"
+    child.join()
+    if message:
+        raise RuntimeError(message)
+
+
+def _upgrade_and_report(database_url: str, sender) -> None:
+    try:
+        engine = make_engine(database_url)
+        upgrade(engine)
+        engine.dispose()
+        sender.send("")
+    except Exception as error:  # reported to the parent as one line
+        sender.send(f"{type(error).__name__}: {getattr(error, 'orig', None) or error}")
 
 
 def integrity_problem(engine: Engine) -> str | None:

@@ -19,7 +19,7 @@ from tempdl.app import make_app
 from tempdl.audit import AuditLog
 from tempdl.cli import CommandError
 from tempdl.config import Settings
-from tempdl.db import integrity_problem, make_engine, upgrade
+from tempdl.db import integrity_problem, make_engine, upgrade, upgrade_in_child_process
 from tempdl.inflight import InFlight
 from tempdl.logfields import quoted
 from tempdl.timeutil import utc_now
@@ -45,13 +45,23 @@ def make_http_server(app, settings: Settings) -> HTTPServer:
     )
 
 
-def prepare_audit(settings: Settings) -> AuditLog:
-    """Open the audit database, migrate it, and close attempts a crash left open."""
+def prepare_audit(settings: Settings, *, migrate_in_child: bool = False) -> AuditLog:
+    """Open the audit database, migrate it, and close attempts a crash left open.
+
+    `serve` migrates in a child process (`migrate_in_child`) so the server itself never carries
+    Alembic in memory.
+    """
     engine = make_engine(settings.database_url)
     problem = integrity_problem(engine)
     if problem:
         raise CommandError(f"the audit database fails SQLite's integrity check ({problem}); restore a backup")
-    upgrade(engine)
+    if migrate_in_child:
+        try:
+            upgrade_in_child_process(settings.database_url)
+        except RuntimeError as error:
+            raise CommandError(f"cannot migrate the audit database: {error}") from None
+    else:
+        upgrade(engine)
     audit = AuditLog(engine)
     now = utc_now()
     closed = audit.close_abandoned_attempts(now, started_before=_abandoned_before(settings, engine, now))
@@ -93,7 +103,7 @@ def wechat_modes(settings: Settings) -> str:
 
 
 async def serve_until_stopped(settings: Settings) -> None:
-    audit = prepare_audit(settings)
+    audit = prepare_audit(settings, migrate_in_child=True)
     inflight = InFlight()
     app = make_app(settings, audit, inflight=inflight)
     server = make_http_server(app, settings)

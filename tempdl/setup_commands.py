@@ -37,6 +37,7 @@ from tempdl.config import (
     load_settings,
 )
 from tempdl.config_file import example_config, render_config
+from tempdl.report_format import human_bytes
 
 WECHAT_TOKEN_ALPHABET = string.ascii_letters + string.digits
 WECHAT_TOKEN_LENGTH = 32
@@ -256,15 +257,6 @@ class Findings:
     warnings: list[str] = field(default_factory=list)
 
 
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def _width(text: str) -> int:
     """Columns `text` takes in a terminal: Chinese characters take two."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
@@ -295,7 +287,7 @@ def check_files(settings: Settings, found: Findings) -> None:
                 f"file {entry.id!r}: {settings.files_dir / entry.path} is missing or outside files_dir"
             )
         else:
-            size = _human_size(path.stat().st_size)
+            size = human_bytes(path.stat().st_size)
         rows.append((entry.id, size, ", ".join(entry.keywords), entry.path))
     found.lines.append(f"files on offer from {settings.files_dir}: {len(offered)}")
     if offered:

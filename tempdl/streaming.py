@@ -19,7 +19,7 @@ import fcntl
 import os
 import struct
 import termios
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
@@ -49,6 +49,7 @@ async def send_chunks(
     *,
     chunk_size: int = CHUNK_SIZE,
     limiters: Sequence[RateLimiter] = (),
+    progress: Callable[[int], None] = lambda sent: None,
 ) -> int:
     """Write `length` bytes of `path` from `start`; return the body bytes that reached the socket.
 
@@ -75,6 +76,7 @@ async def send_chunks(
                     body_start = stream._total_write_index - len(chunk)
                 queued += len(chunk)
                 await _flushed_or_stalled(flushed, stream)
+                progress(queued)
     except StreamClosedError:
         pass
     if body_start is None:
@@ -82,7 +84,9 @@ async def send_chunks(
     return min(queued, max(0, stream._total_write_done_index - body_start))
 
 
-async def send_zero_copy(handler: RequestHandler, path: Path, start: int, length: int) -> int:
+async def send_zero_copy(
+    handler: RequestHandler, path: Path, start: int, length: int, progress: Callable[[int], None] = lambda sent: None
+) -> int:
     """Flush the headers, then `os.sendfile` the span; return the body bytes the kernel took."""
     stream = _stream(handler)
     stream.set_nodelay(True)
@@ -108,6 +112,7 @@ async def send_zero_copy(handler: RequestHandler, path: Path, start: int, length
                 if count == 0:
                     break  # the file shrank under us
                 sent += count
+                progress(sent)
     finally:
         os.close(socket_fd)
     _account_for_bytes_sent_outside_tornado(handler, sent, length)
@@ -120,6 +125,8 @@ async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream) -> Non
     Without this, a client that never reads would hold its connection (and a download slot)
     forever; memory stays bounded either way, since we write one chunk at a time.
     """
+    if isinstance(flushed, asyncio.Future) and flushed.done():
+        return flushed.result()  # the kernel took it all at once (small files): nothing to watch
     if not await _wait_unless_stalled(asyncio.ensure_future(flushed), stream):
         stream.close()
         raise StreamClosedError()

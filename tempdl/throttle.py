@@ -35,9 +35,13 @@ class RateLimiter:
             await asyncio.sleep(delay)
 
 
+THROTTLED_CHUNK_MAX = 16 * 1024
+
+
 def chunk_size_for(rates: list[int], default: int) -> int:
-    """Smaller chunks under a low rate, so pacing stays smooth (about ten slots a second)."""
+    """Small chunks when throttled: pacing stays smooth (~50 slots a second at least), and a
+    small download waiting behind N big ones waits for N small slots, not N big ones."""
     slowest = min((rate for rate in rates if rate > 0), default=0)
     if not slowest:
         return default
-    return max(4096, min(default, slowest // 10))
+    return max(4096, min(default, THROTTLED_CHUNK_MAX, slowest // 50))

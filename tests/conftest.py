@@ -87,6 +87,16 @@ def config_text() -> str:
 
 
 @pytest.fixture
+def empty_database(request, database_kind: str, tmp_path: Path):
+    """A database no migration has run on yet: a new SQLite file, or a new PostgreSQL database."""
+    if database_kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    with request.getfixturevalue("postgres_databases").fresh(migrated=False) as url:
+        yield url
+
+
+@pytest.fixture
 def settings(tmp_path: Path, files_dir: Path, config_text: str, http_port: int, database_url: str):
     config = tmp_path / "tempdl.toml"
     config.write_text(config_text, encoding="utf-8")

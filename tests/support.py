@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import os
 import re
 import secrets
 import urllib.parse
 from pathlib import Path
 
+import untangle
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -91,6 +93,15 @@ def text_message(
         f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
         f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>"
     ).encode()
+
+
+def reply_content(body: bytes) -> str:
+    """The Content of a passive text reply, after checking it goes back to the follower."""
+    document = untangle.parse(io.BytesIO(body))
+    assert document.xml.ToUserName.cdata == FOLLOWER
+    assert document.xml.FromUserName.cdata == ACCOUNT
+    assert document.xml.MsgType.cdata == "text"
+    return document.xml.Content.cdata
 
 
 class Row(tuple):

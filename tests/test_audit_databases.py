@@ -1,14 +1,14 @@
-"""The audit store and the reports, run on SQLite and on PostgreSQL: same rows in, same numbers out.
+"""The audit store on SQLite and on PostgreSQL: the same rows in, the same rows and figures out.
 
 Also the counted limits with two writers at once (two `AuditLog`s on their own engines, as two
-server processes have), and which open rows a starting server may close.
+server processes have), and which open rows a starting server may close. (The reports' figures
+on both databases: tests/test_stats.py.)
 """
 
 from __future__ import annotations
 
 import datetime
 import threading
-import zoneinfo
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -17,7 +17,6 @@ from sqlalchemy import text
 from tempdl.audit import Attempt, AuditLog
 from tempdl.db import make_engine
 from tempdl.serving import STALE_OPEN_ATTEMPT, prepare_audit
-from tempdl.stats import Period, build_report
 from tests.support import rows
 
 pytestmark = pytest.mark.both_databases
@@ -66,47 +65,6 @@ def seeded(audit: AuditLog) -> AuditLog:
     return audit
 
 
-@pytest.mark.parametrize(
-    "zone, days",
-    [
-        ("UTC", {"2026-11-30": (2, 5, 300_018)}),
-        ("Asia/Shanghai", {"2026-11-30": (1, 2, 18), "2026-12-01": (1, 3, 300_000)}),
-    ],
-)
-def test_day_buckets_follow_the_operators_time_zone(seeded, zone, days):
-    report = build_report(seeded.engine, Period(None, None), "day", zone)
-    assert {row.key: (row.links_issued, row.attempts, row.bytes_sent) for row in report.rows} == days
-
-
-def test_totals_and_breakdowns(seeded):
-    report = build_report(seeded.engine, Period(None, None), "outcome", "UTC")
-    totals = report.totals
-    assert (totals.links_issued, totals.distinct_recipients, totals.attempts) == (2, 2, 5)
-    assert (totals.downloads_ok, totals.downloads_partial, totals.bytes_served) == (2, 1, 300_018)
-    assert totals.refused == {"expired": 1, "bad": 1}
-    assert {row.key: row.attempts for row in report.rows} == {"ok": 2, "partial": 1, "expired": 1, "bad": 1}
-
-    by_file = build_report(seeded.engine, Period(None, None), "file", "UTC").rows
-    assert [(row.key, row.links_issued, row.attempts, row.ok, row.refused, row.bytes_sent) for row in by_file] == [
-        ("InstMsiW.exe", 1, 2, 1, 1, 300_000),
-        ("hello.txt", 1, 2, 1, 0, 18),
-        ("-", 0, 1, 0, 1, 0),
-    ]
-    by_recipient = build_report(seeded.engine, Period(None, None), "recipient", "UTC").rows
-    assert [(row.key, row.links_issued, row.bytes_sent) for row in by_recipient] == [
-        ("bob", 1, 300_000),
-        ("alice", 1, 18),
-        ("-", 0, 0),
-    ]
-
-
-def test_a_period_in_local_dates(seeded):
-    december_first = datetime.date(2026, 12, 1)
-    period = Period.from_local_dates(december_first, december_first, zoneinfo.ZoneInfo("Asia/Shanghai"))
-    report = build_report(seeded.engine, period, "day", "Asia/Shanghai")
-    assert (report.totals.links_issued, report.totals.attempts, report.totals.bytes_served) == (1, 3, 300_000)
-
-
 def test_rows_read_back_as_naive_utc_on_both_databases(seeded, settings):
     [first] = rows(settings.database_url, "SELECT created_at, expires_at, revoked_at FROM issuances WHERE id = ?", 1)
     assert first["created_at"] == MORNING.replace(tzinfo=None)
@@ -142,8 +100,10 @@ def test_two_writers_racing_for_the_last_download_one_wins_each_time(settings, a
         won = []
         for issuance_id in links:
             start.wait()
-            claimed = Attempt(started_at=MORNING, issuance_id=issuance_id, file_id="hello.txt", range_start=0)
-            won.append(store.open_attempt(claimed, download_cap=1, file_size=13))
+            claimed = Attempt(
+                started_at=MORNING, issuance_id=issuance_id, file_id="hello.txt", range_start=0, range_end=12
+            )
+            won.append(store.claim_download(claimed, download_cap=1, file_size=13))
             if won[-1]:  # a small file: the winner is done at once, perhaps while the other counts
                 claimed.outcome, claimed.bytes_sent, claimed.finished_at = "ok", 13, MORNING
                 store.close_attempt(claimed)
@@ -160,6 +120,45 @@ def test_two_writers_racing_for_the_last_download_one_wins_each_time(settings, a
         settings.database_url, "SELECT issuance_id, COUNT(*) AS n FROM download_attempts GROUP BY issuance_id"
     )
     assert sorted(tuple(row) for row in counted) == [(issuance_id, 1) for issuance_id in links]
+
+
+def claim(audit: AuditLog, link: int, first: int, last: int, *, cap: int = 1) -> Attempt | None:
+    """Claim bytes first..last of a 100-byte file; the open attempt, or None when refused."""
+    attempt = Attempt(started_at=MORNING, issuance_id=link, file_id="f", range_start=first, range_end=last)
+    return attempt if audit.claim_download(attempt, download_cap=cap, file_size=100) else None
+
+
+def finish(audit: AuditLog, attempt: Attempt, sent: int) -> None:
+    attempt.bytes_sent, attempt.finished_at = sent, MORNING
+    attempt.outcome = "ok" if sent == attempt.range_end - attempt.range_start + 1 else "partial"
+    audit.close_attempt(attempt)
+
+
+def test_what_counts_against_a_download_cap(audit):
+    # Pieces one after another, and a resume after a dropped connection: one download.
+    link = issue(audit, MORNING)
+    finish(audit, claim(audit, link, 0, 99), 40)  # dropped at 40 %
+    finish(audit, claim(audit, link, 40, 99), 60)  # resumed
+    assert claim(audit, link, 0, 99) is None  # the one download is used
+
+    # A download manager's parallel pieces do not overlap: one download, all admitted at once.
+    link = issue(audit, MORNING)
+    pieces = [claim(audit, link, first, first + 24) for first in (0, 25, 50, 75)]
+    assert all(pieces)
+    assert claim(audit, link, 10, 20) is None  # the same bytes again, at the same time: a second
+
+    # A burst for the same bytes (any offset): the first gets them, the rest wait for a new link.
+    link = issue(audit, MORNING)
+    assert claim(audit, link, 1, 99) and claim(audit, link, 1, 99) is None
+    assert claim(audit, link, 0, 99, cap=2)  # unless the link allows two
+
+    # A restart from byte 0 after a dropped download is still the first download.
+    link = issue(audit, MORNING)
+    finish(audit, claim(audit, link, 0, 99), 70)
+    restarted = claim(audit, link, 0, 99)
+    assert restarted
+    finish(audit, restarted, 100)
+    assert claim(audit, link, 0, 99) is None
 
 
 # --- which open rows a starting server closes ---------------------------------------------------

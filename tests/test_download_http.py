@@ -267,3 +267,10 @@ async def test_client_that_disconnects_mid_file_leaves_partial_with_its_bytes(
     assert row["outcome"] == "partial"
     assert received <= row["bytes_sent"] + 1000  # headers came first, then at least what we read
     assert 0 < row["bytes_sent"] < 8 * 1024 * 1024
+
+
+@pytest.mark.gen_test
+async def test_server_header_does_not_advertise_the_tornado_version(fetch, issue_link):
+    for response in (await fetch(await issue_link("hello.txt")), await fetch("/healthz"), await fetch("/nope")):
+        assert response.headers["Server"] == "tempdl"
+    assert (await fetch("/healthz", method="HEAD")).code == 200

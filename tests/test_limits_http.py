@@ -112,5 +112,6 @@ def test_rate_limiter_shares_the_pipe_in_turns():
     assert limiter.reserve(100) == 0.0
     assert limiter.reserve(100) == pytest.approx(0.1)
     assert chunk_size_for([0], 65536) == 65536
-    assert chunk_size_for([100_000, 0], 65536) == 10_000
+    assert chunk_size_for([500_000, 0], 65536) == 10_000
+    assert chunk_size_for([50_000_000], 65536) == 16384
     assert chunk_size_for([1000], 65536) == 4096

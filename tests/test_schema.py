@@ -16,16 +16,6 @@ pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture
-def empty_database(request, database_kind: str, tmp_path):
-    """A database no migration has run on yet: a new SQLite file, or a new PostgreSQL database."""
-    if database_kind == "sqlite":
-        yield f"sqlite:///{tmp_path}/audit.sqlite3"
-        return
-    with request.getfixturevalue("postgres_databases").fresh(migrated=False) as url:
-        yield url
-
-
-@pytest.fixture
 def engine(empty_database: str):
     engine = make_engine(empty_database)
     yield engine

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import logging
 
 import pytest
-import untangle
 
-from tests.support import ACCOUNT, FOLLOWER, rows, text_message, wechat_event, wechat_message
+from tests.support import ACCOUNT, FOLLOWER, reply_content, rows, text_message, wechat_event, wechat_message
 
 pytestmark = pytest.mark.both_databases
 
@@ -35,14 +33,6 @@ keywords = []
 @pytest.fixture
 def config_text() -> str:
     return FILES
-
-
-def reply_content(body: bytes) -> str:
-    document = untangle.parse(io.BytesIO(body))
-    assert document.xml.ToUserName.cdata == FOLLOWER
-    assert document.xml.FromUserName.cdata == ACCOUNT
-    assert document.xml.MsgType.cdata == "text"
-    return document.xml.Content.cdata
 
 
 def issued_files(settings) -> list[str]:

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
-import untangle
 
-from tests.support import ACCOUNT, FOLLOWER, link_path, rows, text_message
+from tests.support import FOLLOWER, link_path, reply_content, rows, text_message
 
 pytestmark = pytest.mark.both_databases
-
-
-def reply_content(body: bytes) -> str:
-    document = untangle.parse(io.BytesIO(body))
-    assert document.xml.ToUserName.cdata == FOLLOWER
-    assert document.xml.FromUserName.cdata == ACCOUNT
-    assert document.xml.MsgType.cdata == "text"
-    return document.xml.Content.cdata
 
 
 @pytest.mark.gen_test

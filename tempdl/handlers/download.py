@@ -9,18 +9,20 @@ out. Every request, served or refused, ends as one `download_attempts` row.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import email.utils
 import logging
 import mimetypes
-import os
 import re
+import time
 import unicodedata
 import urllib.parse
 from typing import Any
 
 from tornado import httputil
-from tornado.web import HTTPError, StaticFileHandler
+from tornado.web import StaticFileHandler
 
 from tempdl import refusals
 from tempdl.access import Gate, Grant, Refused
@@ -28,11 +30,13 @@ from tempdl.audit import Attempt, AuditLog, AuditUnavailable
 from tempdl.handlers.base import RefusalMixin, write_error_page
 from tempdl.inflight import InFlight
 from tempdl.logfields import quoted
+from tempdl.report_format import human_bytes
 from tempdl.streaming import CHUNK_SIZE, send_chunks, send_zero_copy, zero_copy_possible
 from tempdl.throttle import RateLimiter, chunk_size_for
 from tempdl.timeutil import Clock, duration_text
 
 log = logging.getLogger("tempdl.download")
+PROGRESS_INTERVAL = 5.0  # seconds between bytes-so-far notes in a long download's row
 
 PREVIEW_AGENTS = re.compile(
     r"MicroMessenger|facebookexternalhit|Facebot|Twitterbot|Slackbot|Discordbot|TelegramBot|WhatsApp|"
@@ -58,15 +62,6 @@ def content_disposition(name: str) -> str:
     if ascii_name != name:
         header += "; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
     return header
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 class DownloadHandler(RefusalMixin, StaticFileHandler):
@@ -96,6 +91,10 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.x_accel_prefix = x_accel_prefix
         self.grant: Grant | None = None
         self.attempt: Attempt | None = None
+        self._last_checkpoint = time.monotonic()
+        self._unsaved_progress = 0
+        self._progress_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task] = set()
 
     def head(self, token: str):  # type: ignore[override]
         return self.get(token, include_body=False)
@@ -142,10 +141,10 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.path = grant.offered.path
         if self.serve_mode == "x-accel":
             return await self._hand_to_nginx(include_body)
-        try:
-            self.absolute_path = self.validate_absolute_path(self.root, str(grant.path))
-        except HTTPError:
-            raise Refused(refusals.NOT_FOUND, f"file {grant.offered.id!r} vanished") from None
+        # The catalogue already confined the path to files_dir and stat'ed it: StaticFileHandler's
+        # validate_absolute_path would only do the same work again.
+        self.absolute_path = str(grant.path)
+        self._stat_result = grant.stat
         self.modified = self.get_modified_time()
         self.set_headers()
         if self.should_return_304():
@@ -167,18 +166,59 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         attempt.range_start, attempt.range_end = start, (end - 1 if end > start else None)
         if not include_body:
             return await self._record(outcome="ok")
+        await self._send_download(start, end - start)
 
-        if self.limits.max_concurrent_downloads and len(self.streams) >= self.limits.max_concurrent_downloads:
+    async def _send_download(self, start: int, length: int) -> None:
+        """The body: limits that apply only to bytes, the row before the first byte, the bytes.
+
+        The concurrency slot is taken in the same step as the check (nothing awaits in between),
+        so downloads arriving together cannot all squeeze under the cap.
+        """
+        cap = self.limits.max_concurrent_downloads
+        if cap and len(self.streams) >= cap:
             raise Refused(refusals.BUSY, f"{len(self.streams)} downloads already streaming")
-        if not await self._open_attempt():
-            raise Refused(refusals.USED_UP, f"issuance {grant.issuance.id}: last download already taken")
         self.streams.enter(self)
         try:
-            attempt.bytes_sent = await self._send_body(start, end - start)
+            if self._fits_one_write(length):
+                await self._send_small_body(start, length)
+            else:
+                await self._send_large_body(start, length)
         finally:
             self.streams.leave(self)
-        attempt.outcome = "ok" if attempt.bytes_sent == end - start else "partial"
+
+    async def _send_large_body(self, start: int, length: int) -> None:
+        grant, attempt = self.grant, self.attempt
+        assert grant is not None and attempt is not None
+        if not await self._open_attempt():
+            raise Refused(refusals.USED_UP, f"issuance {grant.issuance.id}: last download already taken")
+        attempt.bytes_sent = await self._send_body(start, length)
+        if self._progress_timer is not None:
+            self._progress_timer.cancel()
+        attempt.outcome = "ok" if attempt.bytes_sent == length else "partial"
         await self._close_attempt()
+
+    def _fits_one_write(self, length: int) -> bool:
+        """A body the kernel takes in one write: no cap to claim, no throttle, one chunk."""
+        assert self.grant is not None
+        throttled = self.limits.rate_per_download or self.shared_limiter is not None
+        return length <= CHUNK_SIZE and not throttled and not self.grant.issuance.max_downloads
+
+    async def _send_small_body(self, start: int, length: int) -> None:
+        """One audit write instead of two for a small file.
+
+        The row is committed before the first byte, as always, but already as what will almost
+        surely happen (`ok`, every byte, finished): the whole body goes to the kernel in one
+        write. Only when that write fails is the row corrected to `partial` with what went out.
+        """
+        attempt = self.attempt
+        assert attempt is not None
+        attempt.bytes_sent = length
+        await self._record(outcome="ok")
+        assert self.grant is not None
+        sent = await send_chunks(self, self.grant.path, start, length)
+        if sent != length:
+            attempt.outcome, attempt.bytes_sent = "partial", sent
+            await self._close_attempt()
 
     async def _hand_to_nginx(self, include_body: bool) -> None:
         """x-accel mode: we decide and record; nginx sends the bytes (Range, HEAD, 304) with sendfile.
@@ -210,9 +250,35 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         path = self.grant.path
         limiters = [limiter for limiter in (self._own_limiter(), self.shared_limiter) if limiter is not None]
         if not limiters and self.use_sendfile and length > CHUNK_SIZE and zero_copy_possible(self):
-            return await send_zero_copy(self, path, start, length)
+            return await send_zero_copy(self, path, start, length, progress=self._checkpoint)
         chunk_size = chunk_size_for([limiter.rate for limiter in limiters], CHUNK_SIZE)
-        return await send_chunks(self, path, start, length, chunk_size=chunk_size, limiters=limiters)
+        return await send_chunks(
+            self, path, start, length, chunk_size=chunk_size, limiters=limiters, progress=self._checkpoint
+        )
+
+    def _checkpoint(self, sent: int) -> None:
+        """Note a long download's bytes so far in its row, at most every PROGRESS_INTERVAL seconds.
+
+        Only a crash needs this: the row then shows roughly what went out instead of 0. A figure
+        that arrives too early is kept and written when the interval is up, so the bytes of a
+        burst followed by a stalled client are noted too.
+        """
+        self._unsaved_progress = sent
+        if self._progress_timer is None and self.attempt is not None and self.attempt.id is not None:
+            due = max(0.0, self._last_checkpoint + PROGRESS_INTERVAL - time.monotonic())
+            self._progress_timer = asyncio.get_running_loop().call_later(due, self._write_progress)
+
+    def _write_progress(self) -> None:
+        self._progress_timer = None
+        self._last_checkpoint = time.monotonic()
+        assert self.attempt is not None and self.attempt.id is not None
+        task = asyncio.ensure_future(self._save_progress(self.attempt.id, self._unsaved_progress))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _save_progress(self, attempt_id: int, sent: int) -> None:
+        with contextlib.suppress(AuditUnavailable):
+            await self.audit.run(self.audit.note_progress, attempt_id, sent)
 
     def _own_limiter(self) -> RateLimiter | None:
         rate = self.limits.rate_per_download
@@ -249,7 +315,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             return validator == self.compute_etag()
         try:
             since = email.utils.parsedate_to_datetime(validator)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an absurd zone offset
             return False
         return self.modified is not None and since == self.modified
 
@@ -295,7 +361,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         assert grant is not None and attempt is not None
         remaining = int((grant.issuance.expires_at - attempt.started_at).total_seconds())
         remaining_zh, remaining_en = duration_text(remaining)
-        size = os.stat(grant.path).st_size
+        size = grant.size
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -304,7 +370,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
                 self.render_string(
                     "landing.html",
                     name=grant.offered.name,
-                    size=human_size(size),
+                    size=human_bytes(size),
                     remaining_zh=remaining_zh,
                     remaining_en=remaining_en,
                 )
@@ -325,12 +391,15 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         await self.audit.run(self.audit.record_attempt, attempt)
 
     async def _open_attempt(self) -> bool:
+        """Write the attempt's row before the first byte; False when the link's downloads are used up."""
         attempt, grant = self.attempt, self.grant
         assert attempt is not None and grant is not None
         attempt.http_status = self.get_status()
-        return await self.audit.run(
-            self.audit.open_attempt, attempt, download_cap=grant.issuance.max_downloads, file_size=grant.size
-        )
+        cap = grant.issuance.max_downloads
+        if cap:
+            return await self.audit.run(self.audit.claim_download, attempt, download_cap=cap, file_size=grant.size)
+        await self.audit.run(self.audit.open_attempt, attempt)
+        return True
 
     async def _close_attempt(self) -> None:
         attempt = self.attempt

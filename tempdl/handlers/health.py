@@ -14,6 +14,9 @@ class HealthHandler(BaseHandler):
     def initialize(self, *, audit: AuditLog) -> None:
         self.audit = audit
 
+    def head(self):  # load balancers often probe with HEAD
+        return self.get()
+
     async def get(self) -> None:
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")

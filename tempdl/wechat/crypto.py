@@ -26,7 +26,6 @@ import re
 import xml.sax
 
 import untangle
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from tempdl.wechat.signature import sha1_signature, signatures_match
 
@@ -91,6 +90,10 @@ class MessageCrypto:
             raise ValueError("WeChat EncodingAESKey does not decode to 32 bytes")
         self._token = token
         self._app_id = app_id.encode("utf-8")
+        # Imported here, not at the top: `cryptography` costs ~7 MiB of memory, and only servers
+        # with safe mode configured ever build a MessageCrypto.
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         self._cipher = Cipher(algorithms.AES(key), modes.CBC(key[:_AES_BLOCK_SIZE]))
 
     def decrypt(self, encrypt: str, msg_signature: str, timestamp: str, nonce: str) -> bytes:

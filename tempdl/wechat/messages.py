@@ -43,6 +43,9 @@ def _text_of(root, name: str) -> str:
     element = getattr(root, name, None) if name in dir(root) else None
     if element is None:
         return ""
+    if isinstance(element, list):
+        # untangle gives a list for a repeated element; which one WeChat meant cannot be known.
+        raise MalformedMessage(f"{name} appears {len(element)} times")
     return (element.cdata or "").strip()
 
 
