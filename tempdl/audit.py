@@ -75,6 +75,12 @@ class Attempt:
         }
 
 
+def _marked(method: Callable[..., Any], mark: str) -> bool:
+    """Whether a method (or a functools.partial of one) carries a `_hot`/`_writes` mark."""
+    target = method.func if isinstance(method, functools.partial) else method
+    return getattr(target, mark, False)
+
+
 def _hot(method: Callable[..., T]) -> Callable[..., T]:
     """Mark a method that runs on every download: on SQLite it may run inline (see `run`)."""
     method.hot = True  # type: ignore[attr-defined]
@@ -124,7 +130,7 @@ class AuditLog:
         write succeeds again, not on every request in between.
         """
         try:
-            if self._hot is not None and getattr(method, "hot", False):
+            if self._hot is not None and _marked(method, "hot"):
                 try:
                     return self._succeeded(method, await self._run_inline(method, args, kwargs))
                 except sqlite3.OperationalError as error:
@@ -141,7 +147,7 @@ class AuditLog:
         return self._succeeded(method, result)
 
     def _succeeded(self, method: Callable[..., T], result: T) -> T:
-        if self.failing and getattr(method, "writes", False):
+        if self.failing and _marked(method, "writes"):
             self.failing = False
             log.warning("event=audit_recovered: the audit database takes writes again")
         return result
@@ -155,7 +161,7 @@ class AuditLog:
         except sqlite3.Error as error:
             self._abandon_group(error)
             raise
-        if getattr(method, "writes", False):
+        if _marked(method, "writes"):
             await self._group_commit()
             self._inline_writes += 1
             if self._inline_writes >= 500:  # the impatient connection leaves checkpoints to us
@@ -199,6 +205,8 @@ class AuditLog:
     # --- issuances --------------------------------------------------------------------------
 
     @_writes
+    @_hot
+    @_writes
     def create_issuance(
         self,
         *,
@@ -209,6 +217,8 @@ class AuditLog:
         expires_at: datetime.datetime,
         max_downloads: int | None,
     ) -> int:
+        if self._hot is not None:
+            return self._hot.insert_issuance(file_id, recipient, channel, created_at, expires_at, max_downloads)
         with self.engine.begin() as connection:
             return _insert_issuance(connection, locals())
 

@@ -1,9 +1,10 @@
-"""The download hot path on SQLite: the three statements every download runs, without SQLAlchemy.
+"""The hot path on SQLite: the statements every download and every link runs, without SQLAlchemy.
 
 Profiling a 4 KiB download showed SQLAlchemy Core spending ~100-250 µs per statement where the
 sqlite3 driver itself needs ~15-40 µs, several times more than Tornado's own work for the request;
 and handing each statement to the audit thread cost as much again. So on SQLite the per-download
-statements (read the issuance, open and close the attempt, or record it in one go) run as plain
+statements (read the issuance, open and close the attempt, or record it in one go) and the
+insert of a new issuance run as plain
 prepared SQL, first "impatiently" right on the event loop: with a busy timeout of 0 such a call
 never waits for a lock, and when another writer holds it, `AuditLog.run` hands the call to the
 audit thread, which may wait. Impatient writes are not committed one by one: `AuditLog` commits
@@ -28,6 +29,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tempdl.audit import Attempt, IssuanceRecord
 
+_INSERT_ISSUANCE = (
+    "INSERT INTO issuances (file_id, recipient, channel, created_at, expires_at, max_downloads) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 _SELECT_ISSUANCE = (
     "SELECT id, created_at, expires_at, file_id, recipient, channel, max_downloads, revoked_at "
     "FROM issuances WHERE id = ?"
@@ -135,6 +140,20 @@ class SQLiteHotPath:
             channel=row[5],
             max_downloads=row[6],
             revoked_at=from_text(row[7]),
+        )
+
+    def insert_issuance(
+        self,
+        file_id: str,
+        recipient: str | None,
+        channel: str,
+        created_at: datetime.datetime,
+        expires_at: datetime.datetime,
+        max_downloads: int | None,
+    ) -> int:
+        return self._write(
+            _INSERT_ISSUANCE,
+            (file_id, recipient, channel, to_text(created_at), to_text(expires_at), max_downloads),
         )
 
     def insert_attempt(self, attempt: Attempt) -> int:

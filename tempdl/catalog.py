@@ -7,6 +7,7 @@ served.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -90,12 +91,17 @@ class Catalog:
 
     def by_keyword(self, text: str) -> OfferedFile | None:
         wanted = normalize_keyword(text)
-        if not wanted:
-            return None
-        for offered in self.files():
-            if any(normalize_keyword(keyword) == wanted for keyword in offered.keywords):
-                return offered
-        return None
+        return self._keyword_index(self.files()).get(wanted) if wanted else None
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4)
+    def _keyword_index(files: tuple[OfferedFile, ...]) -> dict[str, OfferedFile]:
+        """Normalized keyword -> file, built once per listing (the first file with a keyword wins)."""
+        index: dict[str, OfferedFile] = {}
+        for offered in files:
+            for keyword in offered.keywords:
+                index.setdefault(normalize_keyword(keyword), offered)
+        return index
 
     def absolute_path(self, offered: OfferedFile) -> Path | None:
         """The file's real location, or None when it is missing or would lie outside files_dir."""

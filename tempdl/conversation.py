@@ -146,8 +146,7 @@ class Conversation:
 
     async def _link(self, offered: OfferedFile, message: IncomingMessage, now: datetime.datetime) -> str:
         try:
-            issued = await self.audit.run(
-                self.issuer.issue,
+            issued = await self.issuer.issue_from_event_loop(
                 offered,
                 recipient=message.from_user,
                 channel="wechat",

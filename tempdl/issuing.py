@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tempdl.audit import AuditLog
@@ -42,7 +44,7 @@ class Issuer:
         max_downloads: int | None = None,
         limit_recipient: bool = False,
     ) -> IssuedLink:
-        """Record an issuance and return its link (a blocking call: run it on the audit thread).
+        """Record an issuance and return its link (a blocking call, for the CLI and tests).
 
         The TTL is the one asked for, else the file's own, else `link_ttl`; likewise the download
         cap falls back to the file's `max_downloads`, then `limits.max_downloads` (0: no cap).
@@ -50,23 +52,63 @@ class Issuer:
         `limits.issues_per_recipient_per_hour` applies: over it, `IssuanceCapReached` is raised
         and nothing is recorded.
         """
+        plan = self._plan(offered, recipient, channel, now, ttl, max_downloads, limit_recipient)
+        return plan.link(self, plan.create(self.audit)())
+
+    async def issue_from_event_loop(
+        self,
+        offered: OfferedFile,
+        *,
+        recipient: str | None,
+        channel: str,
+        now: datetime.datetime,
+        limit_recipient: bool = False,
+    ) -> IssuedLink:
+        """`issue` for the server: the insert runs through `AuditLog.run`, never blocking the loop."""
+        plan = self._plan(offered, recipient, channel, now, None, None, limit_recipient)
+        return plan.link(self, await self.audit.run(plan.create(self.audit)))
+
+    def _plan(
+        self,
+        offered: OfferedFile,
+        recipient: str | None,
+        channel: str,
+        now: datetime.datetime,
+        ttl: int | None,
+        max_downloads: int | None,
+        limit_recipient: bool,
+    ) -> _Plan:
         ttl = next(v for v in (ttl, offered.ttl, self.settings.link_ttl) if v is not None)
         cap = next(
             v for v in (max_downloads, offered.max_downloads, self.settings.limits.max_downloads) if v is not None
         )
-        expires_at = now + datetime.timedelta(seconds=ttl)
+        hourly = self.settings.limits.issues_per_recipient_per_hour if limit_recipient and recipient else 0
         row = {
             "file_id": offered.id,
+            "recipient": recipient,
             "channel": channel,
             "created_at": now,
-            "expires_at": expires_at,
+            "expires_at": now + datetime.timedelta(seconds=ttl),
             "max_downloads": cap or None,
         }
-        hourly = self.settings.limits.issues_per_recipient_per_hour if limit_recipient else 0
-        if hourly and recipient is not None:
-            issuance_id = self.audit.create_issuance_within_cap(
-                **row, recipient=recipient, cap=hourly, window=RECIPIENT_CAP_WINDOW
+        return _Plan(row, ttl, hourly)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an issuance will be, worked out before anything is written."""
+
+    row: dict
+    ttl: int
+    hourly_cap: int
+
+    def create(self, audit: AuditLog) -> Callable[[], int]:
+        """The AuditLog call that records it: capped per recipient, or a plain insert."""
+        if self.hourly_cap:
+            return functools.partial(
+                audit.create_issuance_within_cap, **self.row, cap=self.hourly_cap, window=RECIPIENT_CAP_WINDOW
             )
-        else:
-            issuance_id = self.audit.create_issuance(**row, recipient=recipient)
-        return IssuedLink(issuance_id, self.link_for(issuance_id), ttl, expires_at)
+        return functools.partial(audit.create_issuance, **self.row)
+
+    def link(self, issuer: Issuer, issuance_id: int) -> IssuedLink:
+        return IssuedLink(issuance_id, issuer.link_for(issuance_id), self.ttl, self.row["expires_at"])
