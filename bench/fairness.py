@@ -80,30 +80,22 @@ def main() -> int:
                     break
                 except OSError:
                     time.sleep(0.05)
-            paths = []
-            for _ in range(args.clients + 1):
-                link = subprocess.run(
-                    [sys.executable, str(REPO / "server.py"), "issue", "big.bin"],
-                    cwd=workdir,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout.strip()
-                paths.append(urllib.parse.urlsplit(link).path)
 
-            (workdir / "static_files" / "small.bin").write_bytes(content[:4096])
-            small = urllib.parse.urlsplit(
-                subprocess.run(
-                    [sys.executable, str(REPO / "server.py"), "issue", "small.bin"],
+            def issue(file_id: str) -> str:
+                """The path of a new link, issued with the CLI as an operator would."""
+                link = subprocess.run(
+                    [sys.executable, str(REPO / "server.py"), "issue", file_id],
                     cwd=workdir,
                     env=env,
                     capture_output=True,
                     text=True,
                     check=True,
                 ).stdout.strip()
-            ).path
-            paths.pop()
+                return urllib.parse.urlsplit(link).path
+
+            paths = [issue("big.bin") for _ in range(args.clients)]
+            (workdir / "static_files" / "small.bin").write_bytes(content[:4096])
+            small = issue("small.bin")
 
             async def small_file_latencies() -> list[float]:
                 """While the big downloads are throttled, a 4 KiB download must still be quick."""
