@@ -87,7 +87,7 @@ def make_app(
     signer = LinkSigner(settings.secret_keys)
     issuer = Issuer(settings, audit, signer)
     gate = Gate(settings, audit, signer, catalog)
-    conversation = Conversation(catalog, issuer, audit, welcome=settings.wechat.welcome)
+    conversation = Conversation(catalog, issuer, welcome=settings.wechat.welcome)
     wechat = wechat_handler_arguments(settings.wechat, conversation, clock)
     streams = InFlight()
     routes = [

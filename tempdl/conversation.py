@@ -20,7 +20,7 @@ import datetime
 import math
 from collections.abc import Sequence
 
-from tempdl.audit import AuditLog, IssuanceCapReached
+from tempdl.audit import IssuanceCapReached
 from tempdl.catalog import Catalog, OfferedFile
 from tempdl.issuing import IssuedLink, Issuer
 from tempdl.timeutil import duration_text
@@ -112,10 +112,9 @@ def welcome_text(template: str | None, files: Sequence[OfferedFile]) -> str:
 
 
 class Conversation:
-    def __init__(self, catalog: Catalog, issuer: Issuer, audit: AuditLog, *, welcome: str | None = None) -> None:
+    def __init__(self, catalog: Catalog, issuer: Issuer, *, welcome: str | None = None) -> None:
         self.catalog = catalog
         self.issuer = issuer
-        self.audit = audit
         self.welcome = welcome
 
     async def reply_to(self, message: IncomingMessage, now: datetime.datetime) -> str | None:
