@@ -280,14 +280,14 @@ def check_files(settings: Settings, found: Findings) -> None:
     offered = catalog.files()
     rows = [("ID", "SIZE", "KEYWORDS", "FILE")]
     for entry in offered:
-        path = catalog.absolute_path(entry)
-        if path is None:
+        located = catalog.locate(entry)
+        if located is None:
             size = "MISSING"
             found.problems.append(
                 f"file {entry.id!r}: {settings.files_dir / entry.path} is missing or outside files_dir"
             )
         else:
-            size = human_bytes(path.stat().st_size)
+            size = human_bytes(located[1].st_size)
         rows.append((entry.id, size, ", ".join(entry.keywords), entry.path))
     found.lines.append(f"files on offer from {settings.files_dir}: {len(offered)}")
     if offered:
