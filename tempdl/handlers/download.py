@@ -320,7 +320,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         return self.modified is not None and since == self.modified
 
     def _resumes(self) -> bool:
-        parsed = httputil._parse_request_range(self.request.headers.get("Range", "") or "x")
+        parsed = httputil._parse_request_range(self.request.headers.get("Range", ""))
         return bool(parsed and parsed[0] is not None and parsed[0] > 0)
 
     # --- StaticFileHandler hooks ---------------------------------------------------------------
