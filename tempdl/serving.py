@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import logging
 import signal
 
@@ -102,6 +103,19 @@ def wechat_modes(settings: Settings) -> str:
     return "live modes=plain"  # safe mode needs wechat.app_id and wechat.encoding_aes_key
 
 
+def settle_startup_objects() -> None:
+    """Keep the garbage collector off everything that lives as long as the process.
+
+    The modules, SQLAlchemy's metadata and the app are hundreds of thousands of objects that
+    never become garbage, yet every full collection walked them all: 20-35 ms with the event
+    loop stopped, several times a second under a stream of WeChat messages (the p99 of a
+    reply went from ~6 ms to ~45 ms). `gc.freeze()` moves them out of the collector's sight;
+    what requests allocate is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def serve_until_stopped(settings: Settings) -> None:
     audit = prepare_audit(settings, migrate_in_child=True)
     inflight = InFlight()
@@ -134,6 +148,7 @@ async def serve_until_stopped(settings: Settings) -> None:
     )
     for key in x_accel_ignored_limits(settings):
         log.warning("event=limit_not_applied key=%s serve_mode=x-accel: set it in nginx (limit_conn, limit_rate)", key)
+    settle_startup_objects()
     await stop.wait()
 
     log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)
