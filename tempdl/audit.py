@@ -25,6 +25,7 @@ from tempdl.audit_sqlite import SQLiteHotPath
 from tempdl.models import DownloadAttempt, Issuance
 
 T = TypeVar("T")
+CHECKPOINT_EVERY_WRITES = 500  # inline writes between two WAL checkpoints on the audit thread
 log = logging.getLogger("tempdl.audit")
 _issuances = Issuance.__table__
 _attempts = DownloadAttempt.__table__
@@ -164,7 +165,7 @@ class AuditLog:
         if _marked(method, "writes"):
             await self._group_commit()
             self._inline_writes += 1
-            if self._inline_writes >= 500:  # the impatient connection leaves checkpoints to us
+            if self._inline_writes >= CHECKPOINT_EVERY_WRITES:  # the impatient connection leaves them to us
                 self._inline_writes = 0
                 self._executor.submit(self._hot.checkpoint)
         return result
@@ -186,6 +187,7 @@ class AuditLog:
             group.set_exception(error)
         else:
             group.set_result(None)
+            self._hot.start_wal_over_if_due()
 
     def _abandon_group(self, error: Exception) -> None:
         """A write failed mid-group: roll back, and every write of the group fails with it."""
