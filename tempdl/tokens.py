@@ -9,6 +9,7 @@ signing time is still returned for the case where that row has been pruned.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 
 DOWNLOAD_SALT = "tempdl.download"
 MAX_TOKEN_LENGTH = 200
+VERIFIED_TOKENS_REMEMBERED = 1024
 
 
 class LinkInvalid(Exception):
@@ -53,12 +55,19 @@ class LinkSigner:
         if not secret_keys:
             raise ValueError("at least one secret key is needed")
         self._serializer = URLSafeTimedSerializer(list(secret_keys), salt=DOWNLOAD_SALT)
+        # A token's verdict depends only on the token and the keys, which are fixed for the
+        # process: a link fetched again (resumes, 4 KiB files, retries) skips the HMAC. Only
+        # good tokens are remembered (exceptions are not cached), so junk cannot fill it.
+        self._remembered = functools.lru_cache(maxsize=VERIFIED_TOKENS_REMEMBERED)(self._verify)
 
     def sign(self, issuance_id: int) -> str:
         return self._serializer.dumps(issuance_id)
 
     def read(self, token: str) -> SignedLink:
         """Return the issuance a token names; raise `LinkInvalid` for anything we did not sign."""
+        return self._remembered(token)
+
+    def _verify(self, token: str) -> SignedLink:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise LinkInvalid("token has an impossible length")
         if not _is_canonical(token):
