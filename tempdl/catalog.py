@@ -50,6 +50,7 @@ class Catalog:
     def __init__(self, files_dir: Path, configured: tuple[OfferedFileConfig, ...] | None) -> None:
         self.files_dir = Path(files_dir).resolve()
         self._listing: tuple[int, tuple[OfferedFile, ...]] | None = None
+        self._index_of: _Index | None = None
         self._configured = None
         if configured is not None:
             self._configured = tuple(
@@ -87,21 +88,18 @@ class Catalog:
         )
 
     def by_id(self, file_id: str) -> OfferedFile | None:
-        return next((f for f in self.files() if f.id == file_id), None)
+        return self._index().by_id.get(file_id)
 
     def by_keyword(self, text: str) -> OfferedFile | None:
         wanted = normalize_keyword(text)
-        return self._keyword_index(self.files()).get(wanted) if wanted else None
+        return self._index().by_keyword.get(wanted) if wanted else None
 
-    @staticmethod
-    @functools.lru_cache(maxsize=4)
-    def _keyword_index(files: tuple[OfferedFile, ...]) -> dict[str, OfferedFile]:
-        """Normalized keyword -> file, built once per listing (the first file with a keyword wins)."""
-        index: dict[str, OfferedFile] = {}
-        for offered in files:
-            for keyword in offered.keywords:
-                index.setdefault(normalize_keyword(keyword), offered)
-        return index
+    def _index(self) -> _Index:
+        """The lookup tables of the current listing, built once per listing."""
+        files = self.files()
+        if self._index_of is None or self._index_of.files is not files:
+            self._index_of = _Index.of(files)
+        return self._index_of
 
     def absolute_path(self, offered: OfferedFile) -> Path | None:
         """The file's real location, or None when it is missing or would lie outside files_dir."""
@@ -110,12 +108,47 @@ class Catalog:
 
     def locate(self, offered: OfferedFile) -> tuple[Path, os.stat_result] | None:
         """The file's real location and its stat, or None when missing, not a regular file, or
-        outside files_dir (through `..` or a symlink)."""
-        candidate = Path(os.path.realpath(self.files_dir / offered.path))
-        if not candidate.is_relative_to(self.files_dir):
-            return None
+        outside files_dir (through `..` or a symlink).
+
+        One stat per call: where a name leads is worked out once per file it leads to (the stat's
+        device and inode), so a symlink pointed elsewhere is resolved and confined afresh.
+        """
+        configured = os.path.join(self.files_dir, offered.path)
         try:
-            status = os.stat(candidate)
+            status = os.stat(configured)
         except OSError:
             return None
-        return (candidate, status) if stat.S_ISREG(status.st_mode) else None
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        real = _confined(self.files_dir, configured, status.st_dev, status.st_ino)
+        return None if real is None else (real, status)
+
+
+@dataclass(frozen=True)
+class _Index:
+    files: tuple[OfferedFile, ...]
+    by_id: dict[str, OfferedFile]
+    by_keyword: dict[str, OfferedFile]
+
+    @classmethod
+    def of(cls, files: tuple[OfferedFile, ...]) -> _Index:
+        """Ids and normalized keywords -> file; the first file with a keyword wins."""
+        by_keyword: dict[str, OfferedFile] = {}
+        for offered in files:
+            for keyword in offered.keywords:
+                by_keyword.setdefault(normalize_keyword(keyword), offered)
+        by_id: dict[str, OfferedFile] = {}
+        for offered in files:
+            by_id.setdefault(offered.id, offered)
+        return cls(files, by_id, by_keyword)
+
+
+@functools.lru_cache(maxsize=4096)
+def _confined(files_dir: Path, configured: str, device: int, inode: int) -> Path | None:
+    """`configured` with symlinks and `..` resolved, or None when that lies outside files_dir.
+
+    Cached by the file the path leads to (`device`, `inode`): realpath stats every component,
+    several times the cost of the one stat that `locate` needs anyway.
+    """
+    real = Path(os.path.realpath(configured))
+    return real if real.is_relative_to(files_dir) else None

@@ -43,3 +43,33 @@ def test_paths_never_leave_files_dir(tmp_path):
     assert catalog.absolute_path(catalog.by_id("gone")) is None
     auto = Catalog(files, None)
     assert auto.by_id("link.txt") is None  # symlinks are not offered automatically
+
+
+def test_a_symlink_pointed_outside_later_is_refused_at_once(tmp_path):
+    """Where a name leads is remembered per file it leads to: a symlink that once led inside and
+    now leads outside files_dir is resolved afresh, and refused."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "real.bin").write_bytes(b"inside")
+    (tmp_path / "secret.txt").write_text("secret")
+    os.symlink(files / "real.bin", files / "link.bin")
+    catalog = Catalog(files, (OfferedFileConfig("f", "link.bin", ("f",)),))
+    offered = catalog.by_id("f")
+    path, status = catalog.locate(offered)
+    assert path == (files / "real.bin").resolve() and status.st_size == 6
+    os.remove(files / "link.bin")
+    os.symlink(tmp_path / "secret.txt", files / "link.bin")
+    assert catalog.locate(offered) is None
+    os.remove(files / "link.bin")
+    os.symlink(files / "real.bin", files / "link.bin")
+    assert catalog.locate(offered)[0] == (files / "real.bin").resolve()
+
+
+def test_a_file_replaced_in_place_is_located_with_its_new_stat(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"old")
+    catalog = Catalog(tmp_path, None)
+    offered = catalog.by_id("a.bin")
+    assert catalog.locate(offered)[1].st_size == 3
+    (tmp_path / "a.bin.new").write_bytes(b"newer")
+    os.replace(tmp_path / "a.bin.new", tmp_path / "a.bin")
+    assert catalog.locate(offered)[1].st_size == 5
