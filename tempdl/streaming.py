@@ -59,26 +59,27 @@ async def send_chunks(
     stream = _stream(handler)
     body_start: int | None = None
     queued = 0
+    source = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with path.open("rb") as source:
-            source.seek(start)
-            while queued < length and not stream.closed():
-                size = min(chunk_size, length - queued)
-                for limiter in limiters:
-                    await limiter.take(size)
-                chunk = source.read(size)
-                if not chunk:
-                    break  # the file shrank under us; Content-Length can no longer be met
-                handler.write(chunk)
-                flushed = handler.flush()
-                if body_start is None:
-                    # Whatever the flush queued (headers, maybe), this chunk was queued last.
-                    body_start = stream._total_write_index - len(chunk)
-                queued += len(chunk)
-                await _flushed_or_stalled(flushed, stream)
-                progress(queued)
+        while queued < length and not stream.closed():
+            size = min(chunk_size, length - queued)
+            for limiter in limiters:
+                await limiter.take(size)
+            chunk = os.pread(source, size, start + queued)
+            if not chunk:
+                break  # the file shrank under us; Content-Length can no longer be met
+            handler.write(chunk)
+            flushed = handler.flush()
+            if body_start is None:
+                # Whatever the flush queued (headers, maybe), this chunk was queued last.
+                body_start = stream._total_write_index - len(chunk)
+            queued += len(chunk)
+            await _flushed_or_stalled(flushed, stream)
+            progress(queued)
     except StreamClosedError:
         pass
+    finally:
+        os.close(source)
     if body_start is None:
         return 0
     return min(queued, max(0, stream._total_write_done_index - body_start))

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
+import functools
 import logging
 import mimetypes
 import re
@@ -49,7 +50,19 @@ PREVIEW_AGENTS = re.compile(
 def is_preview(headers: httputil.HTTPHeaders) -> bool:
     """WeChat's in-app browser, link-preview bots and prefetches: they get a page, never bytes."""
     purpose = (headers.get("Sec-Purpose", "") + headers.get("Purpose", "") + headers.get("X-Moz", "")).lower()
-    return "prefetch" in purpose or "preview" in purpose or bool(PREVIEW_AGENTS.search(headers.get("User-Agent", "")))
+    if "prefetch" in purpose or "preview" in purpose:
+        return True
+    user_agent = headers.get("User-Agent", "")
+    if len(user_agent) > 512:  # not worth remembering, and 1,024 of them would hold megabytes
+        return bool(PREVIEW_AGENTS.search(user_agent))
+    return _is_preview_agent(user_agent)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_preview_agent(user_agent: str) -> bool:
+    """Remembered per User-Agent: the search costs ~15 µs on a browser's long one, and a server
+    sees the same few agents over and over."""
+    return bool(PREVIEW_AGENTS.search(user_agent))
 
 
 def content_disposition(name: str) -> str:
