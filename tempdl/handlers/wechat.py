@@ -209,7 +209,8 @@ class WeChatHandler(BaseHandler):
 
         future = self.retries.share(message.retry_key, now.timestamp(), first_try)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.reply_deadline)
+            async with asyncio.timeout(self.reply_deadline):
+                return await asyncio.shield(future)  # a resend may still want it
         except AuditUnavailable as error:
             log.error("cannot issue a link: audit database unavailable (%s)", error)
         except TimeoutError:

@@ -40,13 +40,12 @@ class IncomingMessage:
 
 
 def _text_of(root, name: str) -> str:
-    element = getattr(root, name, None) if name in dir(root) else None
-    if element is None:
+    elements = root.get_elements(name)
+    if not elements:
         return ""
-    if isinstance(element, list):
-        # untangle gives a list for a repeated element; which one WeChat meant cannot be known.
-        raise MalformedMessage(f"{name} appears {len(element)} times")
-    return (element.cdata or "").strip()
+    if len(elements) > 1:  # which one WeChat meant cannot be known
+        raise MalformedMessage(f"{name} appears {len(elements)} times")
+    return (elements[0].cdata or "").strip()
 
 
 def parse_xml(body: bytes):
@@ -56,10 +55,10 @@ def parse_xml(body: bytes):
         document = untangle.parse(io.BytesIO(cleaned))
     except (xml.sax.SAXException, ValueError, Exception) as error:
         raise MalformedMessage(f"unparsable XML: {type(error).__name__}") from None
-    root = getattr(document, "xml", None) if "xml" in dir(document) else None
-    if root is None:
+    roots = document.get_elements("xml")
+    if len(roots) != 1:
         raise MalformedMessage("the root element is not <xml>")
-    return root
+    return roots[0]
 
 
 def parse_message(body: bytes) -> IncomingMessage:
