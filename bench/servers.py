@@ -159,7 +159,16 @@ def start_tornado(work: Path, files: Path) -> Server:
     proc, log = _spawn(
         work, "tornado", [sys.executable, str(BENCH_DIR / "baseline_tornado.py"), str(port), str(files)], cwd=BENCH_DIR
     )
-    srv = Server("tornado StaticFileHandler", port, proc, log, "/files/small.bin", "/files/big.bin", "/files/huge.bin")
+    srv = Server(
+        "tornado StaticFileHandler",
+        port,
+        proc,
+        log,
+        "/files/small.bin",
+        "/files/big.bin",
+        "/files/huge.bin",
+        extra={"wechat_token": WECHAT_TOKEN, "wechat_path": "/wechat"},  # a fixed-XML handler
+    )
     wait_port(port, proc, log)
     return srv
 
