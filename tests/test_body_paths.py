@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 
 import pytest
 
@@ -53,4 +54,19 @@ async def test_keep_alive_connection_serves_two_downloads_in_a_row(http_server, 
         length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
         body = await reader.readexactly(length)
         assert body == (content if not header else content[100:])
+    writer.close()
+
+
+@pytest.mark.gen_test
+async def test_a_connection_is_never_left_corked(http_server, http_port, issue_link):
+    """The zero-copy path corks the socket (full segments only) and must uncork it: a corked
+    keep-alive connection would hold the next small answer back for 200 ms."""
+    path = await issue_link("InstMsiW.exe")
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    await reader.readexactly(int(re.search(rb"Content-Length: (\d+)", head).group(1)))
+    [connection] = http_server._connections
+    server_side = connection.stream.socket
+    assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0
     writer.close()
