@@ -29,7 +29,7 @@ from tornado.web import RequestHandler
 from tempdl.throttle import RateLimiter
 
 CHUNK_SIZE = 64 * 1024
-SENDFILE_BLOCK = 1024 * 1024  # per call; the event loop waits meanwhile (~0.3 ms)
+SENDFILE_BLOCK = 1024 * 1024  # per call, then the other requests get a turn (a call takes ~0.3 ms)
 STALLED_CLIENT_TIMEOUT = 60.0  # seconds a client may read nothing before we give up on it
 
 
@@ -121,6 +121,9 @@ async def send_zero_copy(
                     break  # the file shrank under us
                 sent += count
                 progress(sent)
+                # On loopback or a fast LAN the socket may never push back: without a turn for
+                # the others, one download had the event loop to itself until its last byte.
+                await asyncio.sleep(0)
     finally:
         os.close(socket_fd)
         if corked:

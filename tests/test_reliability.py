@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -183,3 +184,35 @@ async def test_unexpected_error_is_a_500_with_a_request_id_in_page_and_log(fetch
 
 def test_threads_are_not_leaked():
     assert threading.active_count() < 50
+
+
+def test_two_fast_downloads_take_turns(big_workdir):
+    """On loopback the socket never pushes back, and one zero-copy download kept the event loop
+    until its last byte: the other client got nothing meanwhile (nor would a WeChat message)."""
+    server = LiveServer(big_workdir).start()
+    try:
+        paths = [server.issue("big.bin") for _ in range(2)]
+        received = [0, 0]
+        other_had_when_first_done: list[int] = []
+        start = threading.Barrier(2)
+
+        def download(i: int) -> None:
+            client = socket.create_connection(("127.0.0.1", server.port))
+            buffer = bytearray(1 << 20)
+            start.wait()
+            client.sendall(f"GET {paths[i]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            while count := client.recv_into(buffer):
+                received[i] += count
+            client.close()
+            if not other_had_when_first_done:
+                other_had_when_first_done.append(received[1 - i])
+
+        threads = [threading.Thread(target=download, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert received[0] > BIG and received[1] > BIG  # body and headers, both complete
+        assert other_had_when_first_done[0] > BIG // 4
+    finally:
+        server.stop(signal.SIGTERM)
