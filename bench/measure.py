@@ -97,17 +97,20 @@ class ForeignLoad:
     Other work on the two CPUs (a test suite, a build) slows whichever server is being
     measured; the report names it instead of letting it pass for the server's speed."""
 
-    def __init__(self, server_pid: int):
-        self.pid = server_pid
+    def __init__(self, *server_pids: int):
+        self.pids = server_pids
         self.t0 = time.monotonic()
         self.busy0, self.steal0 = _machine_busy()
-        self.own0 = _own_cpu() + cpu_seconds(tree(server_pid))
+        self.own0 = _own_cpu() + self._servers_cpu()
+
+    def _servers_cpu(self) -> float:
+        return sum(cpu_seconds(tree(pid)) for pid in self.pids)
 
     def share(self) -> tuple[float, float]:
         """(foreign, steal) as fractions of all CPUs over the window so far."""
         capacity = (time.monotonic() - self.t0) * (os.cpu_count() or 1)
         busy, steal = _machine_busy()
-        own = _own_cpu() + cpu_seconds(tree(self.pid)) - self.own0
+        own = _own_cpu() + self._servers_cpu() - self.own0
         return max(0.0, busy - self.busy0 - own) / capacity, (steal - self.steal0) / capacity
 
 
