@@ -53,7 +53,7 @@ _CLOSE_ATTEMPT = (
 def to_text(moment: datetime.datetime | None) -> str | None:
     if moment is None:
         return None
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment.astimezone(datetime.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def from_text(text: str | None) -> datetime.datetime | None:
