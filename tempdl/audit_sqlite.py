@@ -112,8 +112,11 @@ class SQLiteHotPath:
         """
         if not self._wal_restart_due:
             return
-        with self.impatient():
-            busy, _wal_frames, _copied = self._raw().execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        try:
+            with self.impatient():
+                busy, _wal_frames, _copied = self._raw().execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        except sqlite3.Error:
+            return  # locked or failing: the next commit tries again, and a real failure shows there
         self._wal_restart_due = bool(busy)
 
     def close(self) -> None:

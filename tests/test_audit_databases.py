@@ -7,7 +7,9 @@ on both databases: tests/test_stats.py.)
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -213,3 +215,31 @@ async def test_the_wal_is_started_over_under_a_steady_stream_of_writes(settings,
     # a checkpoint and the next (each touches the table and four indexes) on top of the 100 left.
     assert largest < 2000 * page, f"the WAL reached {largest / page:.0f} pages"
     assert len(rows(settings.database_url, "SELECT id FROM download_attempts")) == 3000
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.gen_test(timeout=60)
+async def test_a_reader_holding_the_wal_only_postpones_its_restart(settings, audit, monkeypatch):
+    """A report reading meanwhile keeps the WAL from starting over; writes go on regardless, and
+    the restart happens after the reader has let go."""
+    monkeypatch.setattr("tempdl.audit.CHECKPOINT_EVERY_WRITES", 50)
+    monkeypatch.setattr("tempdl.audit_sqlite.WAL_RESTART_FRAMES", 100)
+    database = settings.database_url.removeprefix("sqlite:///")
+    reader = sqlite3.connect(database, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM download_attempts").fetchone()  # holds its snapshot
+    for _ in range(600):
+        await audit.run(audit.record_attempt, Attempt(started_at=MORNING, outcome="bad", http_status=403))
+    held = wal_frames(database)
+    reader.execute("COMMIT")
+    reader.close()
+    for _ in range(600):
+        await audit.run(audit.record_attempt, Attempt(started_at=MORNING, outcome="bad", http_status=403))
+    assert len(rows(settings.database_url, "SELECT id FROM download_attempts")) == 1200
+    assert held > 2000 and wal_frames(database) < 1000  # held back meanwhile, started over since
+
+
+def wal_frames(database: str) -> int:
+    """Frames in the WAL now (a passive checkpoint reports them and blocks nobody)."""
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        return connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
