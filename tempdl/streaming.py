@@ -60,7 +60,7 @@ async def send_chunks(
     stream = _stream(handler)
     body_start: int | None = None
     queued = 0
-    source = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    source = os.open(path, os.O_RDONLY)  # not inherited by child processes (PEP 446)
     try:
         while queued < length and not stream.closed():
             size = min(chunk_size, length - queued)
