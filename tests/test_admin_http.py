@@ -93,6 +93,32 @@ async def test_right_credentials_open_every_page(admin, path):
 
 
 @pytest.mark.gen_test
+async def test_guessing_is_cut_short_even_the_right_password_waits(fetch, clock, caplog):
+    """After 10 wrong passwords in 10 minutes an address gets 429 for the rest of the window,
+    whatever it sends: a guesser cannot tell a right guess from a wrong one meanwhile."""
+    wrong = {"Authorization": basic("admin", "guess")}
+    for _ in range(basic_auth.FAILED_LOGINS_ALLOWED):
+        assert (await fetch("/admin/", headers=wrong)).code == 401
+        clock.advance(10)
+    for headers in (wrong, {"Authorization": basic("admin", PASSWORD)}):
+        response = await fetch("/admin/stats.json", headers=headers)
+        assert response.code == 429
+        assert json.loads(response.body)["reason"] == "too_many_tries"
+        assert 0 < int(response.headers["Retry-After"]) <= basic_auth.FAILED_LOGINS_WINDOW - 90
+        assert "WWW-Authenticate" not in response.headers
+    assert "event=admin_login_blocked ip=127.0.0.1" in caplog.text
+    clock.advance(basic_auth.FAILED_LOGINS_WINDOW)
+    assert (await fetch("/admin/", headers={"Authorization": basic("admin", PASSWORD)})).code == 200
+
+
+@pytest.mark.gen_test
+async def test_a_few_wrong_passwords_do_not_lock_the_operator_out(fetch):
+    for _ in range(basic_auth.FAILED_LOGINS_ALLOWED - 1):
+        assert (await fetch("/admin/", headers={"Authorization": basic("admin", "typo")})).code == 401
+    assert (await fetch("/admin/", headers={"Authorization": basic("admin", PASSWORD)})).code == 200
+
+
+@pytest.mark.gen_test
 async def test_utf8_passwords_work_as_rfc_7617_says(fetch):
     response = await fetch("/admin/", headers={"Authorization": basic("admin", PASSWORD)})
     assert response.code == 200

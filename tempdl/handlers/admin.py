@@ -28,7 +28,7 @@ from tempdl import dashboard_view, refusals, report_format
 from tempdl.audit import AuditLog
 from tempdl.config import Settings
 from tempdl.handlers.base import BaseHandler
-from tempdl.handlers.basic_auth import BasicAuthMixin
+from tempdl.handlers.basic_auth import BasicAuthMixin, FailedLogins
 from tempdl.inflight import InFlight
 from tempdl.refusals import Refusal
 from tempdl.stats import BREAKDOWNS, Period, build_dashboard, build_report
@@ -115,11 +115,15 @@ class Reports:
 
 
 class AdminHandler(BasicAuthMixin, BaseHandler):
-    def initialize(self, *, reports: Reports) -> None:
+    def initialize(self, *, reports: Reports, failed_logins: FailedLogins) -> None:
         self.reports = reports
+        self.failed_logins = failed_logins
 
     def basic_auth_password(self) -> str | None:
         return self.reports.settings.admin_password
+
+    def now(self) -> float:
+        return self.reports.clock().timestamp()
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -220,8 +224,8 @@ class DashboardHandler(AdminHandler):
 class StatsDataHandler(AdminHandler):
     """`GET /admin/stats.json|csv?since=&until=&by=`: what `stats --format json|csv` prints."""
 
-    def initialize(self, *, reports: Reports, data_format: str) -> None:  # type: ignore[override]
-        super().initialize(reports=reports)
+    def initialize(self, *, reports: Reports, failed_logins: FailedLogins, data_format: str) -> None:  # type: ignore[override]
+        super().initialize(reports=reports, failed_logins=failed_logins)
         self.data_format = data_format
 
     def wants_json(self) -> bool:
@@ -268,7 +272,7 @@ class MetricsHandler(AdminHandler):
 
 def admin_routes(settings: Settings, audit: AuditLog, *, clock: Clock, inflight: InFlight) -> list[tuple]:
     """The operator routes, for `make_app`'s table."""
-    reports = {"reports": Reports(settings, audit.engine, clock, inflight)}
+    reports = {"reports": Reports(settings, audit.engine, clock, inflight), "failed_logins": FailedLogins()}
     return [
         (r"/admin/?", DashboardHandler, reports),
         (r"/admin/stats\.json", StatsDataHandler, {**reports, "data_format": "json"}),
