@@ -206,7 +206,6 @@ class AuditLog:
 
     # --- issuances --------------------------------------------------------------------------
 
-    @_writes
     @_hot
     @_writes
     def create_issuance(
