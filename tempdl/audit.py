@@ -223,6 +223,7 @@ class AuditLog:
         with self.engine.begin() as connection:
             return _insert_issuance(connection, locals())
 
+    @_writes
     def create_issuance_within_cap(
         self,
         *,

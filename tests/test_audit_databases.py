@@ -234,3 +234,22 @@ def wal_frames(database: str) -> int:
     """Frames in the WAL now (a passive checkpoint reports them and blocks nobody)."""
     with contextlib.closing(sqlite3.connect(database)) as connection:
         return connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+
+
+@pytest.mark.gen_test
+async def test_a_capped_issuance_ends_an_unwritable_incident_like_any_write(audit):
+    """WeChat followers get links through the capped insert when an hourly cap is set: its
+    success must end the incident (the `audit_recovered` line, health back to normal) too."""
+    audit.failing = True
+    await audit.run(
+        audit.create_issuance_within_cap,
+        file_id="hello.txt",
+        recipient="alice",
+        channel="wechat",
+        created_at=MORNING,
+        expires_at=MORNING + datetime.timedelta(minutes=10),
+        max_downloads=None,
+        cap=3,
+        window=datetime.timedelta(hours=1),
+    )
+    assert audit.failing is False
