@@ -6,7 +6,7 @@ Everything lives in the `tempdl` package; this file only hands the command line 
 
 import sys
 
-from tempdl.cli import main
+from tempdl.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the browser the dashboard test drives (tests/test_dashboard_browser.py): Debian 12's
+# Install the browser the dashboard test drives (tests/live/test_dashboard_browser.py): Debian 12's
 # `chromium` (/usr/bin/chromium), which Playwright launches through executable_path, so
 # `playwright install` and its downloads are never needed. Also `fonts-wqy-microhei`, a small
 # CJK font (1.6 MB): the dashboard is bilingual, and without one the screenshots show boxes.

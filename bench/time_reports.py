@@ -34,8 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tempdl.db import make_engine  # noqa: E402
-from tempdl.stats import BREAKDOWNS, Period, build_dashboard, build_report  # noqa: E402
+from tempdl.audit.engine import make_engine  # noqa: E402
+from tempdl.reports.stats import BREAKDOWNS, Period, build_dashboard, build_report  # noqa: E402
 
 PASSWORD = "bench-password"
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from tempdl.models import Base
+from tempdl.audit.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

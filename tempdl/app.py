@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-import re
 from typing import Any
 
-from tornado.web import Application, OutputTransform, RequestHandler
+from tornado.web import Application, OutputTransform
 
-from tempdl.access import Gate
-from tempdl.audit import AuditLog
-from tempdl.catalog import Catalog
-from tempdl.config import Settings
-from tempdl.conversation import Conversation
-from tempdl.handlers.admin import admin_routes
-from tempdl.handlers.base import BaseHandler
-from tempdl.handlers.download import DownloadHandler
-from tempdl.handlers.health import HealthHandler
-from tempdl.handlers.wechat import WeChatHandler, wechat_handler_arguments
-from tempdl.inflight import InFlight
-from tempdl.issuing import DOWNLOAD_ROUTE, Issuer
-from tempdl.templates import PackageLoader
-from tempdl.throttle import RateLimiter
+from tempdl.audit.log import AuditLog
+from tempdl.config.settings import Settings
+from tempdl.links.access import Gate
+from tempdl.links.catalog import Catalog
+from tempdl.links.issuing import DOWNLOAD_ROUTE, Issuer
+from tempdl.links.tokens import LinkSigner
 from tempdl.timeutil import Clock, utc_now
-from tempdl.tokens import LinkSigner
-
-access_log = logging.getLogger("tempdl.access")
+from tempdl.web.access_log import log_request
+from tempdl.web.handlers.admin import admin_routes
+from tempdl.web.handlers.base import BaseHandler
+from tempdl.web.handlers.download import DownloadHandler
+from tempdl.web.handlers.health import HealthHandler
+from tempdl.web.handlers.wechat import WeChatHandler, wechat_handler_arguments
+from tempdl.web.inflight import InFlight
+from tempdl.web.templates import PackageLoader
+from tempdl.web.throttle import RateLimiter
+from tempdl.wechat.conversation import Conversation
 
 
 class ServerHeader(OutputTransform):
@@ -39,39 +36,6 @@ class ServerHeader(OutputTransform):
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
         self.send_error(404)
-
-
-# Near misses of the download route still carry a live token: `//api/get_file/…`, `/API/GET_FILE/…`.
-_DOWNLOAD_ROUTE_ANYWHERE = re.compile(r"get(?:_|%5f)file", re.IGNORECASE)
-# What a token looks like (payload.timestamp.signature), wherever someone pasted one.
-_TOKEN_SHAPED = re.compile(r"[\w-]+\.[\w-]{4,}\.[\w-]{20,}")
-
-
-def safe_path(path: str) -> str:
-    """The request path as it may be logged: a download token is a credential, so it is cut."""
-    if path.startswith(DOWNLOAD_ROUTE):
-        return DOWNLOAD_ROUTE + "…"
-    route = _DOWNLOAD_ROUTE_ANYWHERE.search(path)
-    if route:
-        return path[: route.end()] + "/…"
-    return _TOKEN_SHAPED.sub("…", path[:200])
-
-
-def log_request(handler: RequestHandler) -> None:
-    """One line per request, key=value, without query strings (they carry openids) or tokens."""
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    fields = [
-        f"method={handler.request.method}",
-        f"path={safe_path(handler.request.path)}",
-        f"status={status}",
-        f"ms={1000.0 * handler.request.request_time():.1f}",
-        f"ip={handler.request.remote_ip}",
-    ]
-    attempt = getattr(handler, "attempt", None)
-    if attempt is not None:
-        fields += [f"attempt={attempt.id}", f"outcome={attempt.outcome}", f"bytes={attempt.bytes_sent}"]
-    access_log.log(level, "event=request %s", " ".join(fields))
 
 
 def make_app(

@@ -1,7 +1,7 @@
 """A small audit history written row by row, whose every report figure can be worked out by hand.
 
 Times are UTC. Two rows sit just before midnight UTC, which is the next morning in Asia/Shanghai:
-they move to the next day there. The expected figures are in tests/test_stats.py.
+they move to the next day there. The expected figures are in tests/unit/reports/test_stats.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import datetime
 
 from sqlalchemy import Engine, insert
 
-from tempdl.models import DownloadAttempt, Issuance
+from tempdl.audit.tables import DownloadAttempt, Issuance
 
 ALICE = "oyORnuP8q7ou2gfYjqLzSIWZf0rs"
 BOB = "oBobxQ2mZr81kLpW4fUcN7HsT0aa"

@@ -19,10 +19,10 @@ import pytest
 import tornado.httpclient
 
 from tempdl.app import make_app
-from tempdl.audit import AuditLog
-from tempdl.config import ensure_secret_keys, load_settings
-from tempdl.inflight import InFlight
-from tempdl.serving import make_http_server, prepare_audit
+from tempdl.audit.log import AuditLog
+from tempdl.cli.serve import make_http_server, prepare_audit
+from tempdl.config.settings import ensure_secret_keys, load_settings
+from tempdl.web.inflight import InFlight
 from tests.databases import BOTH_DATABASES, PostgresDatabases
 from tests.support import FakeClock, fresh_nonce, rows, sample_files, signed_query
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tempdl.db import make_engine, upgrade
+from tempdl.audit.engine import make_engine, upgrade
 from tests.engines import PostgresInstance, skip_or_fail_without_postgres, throwaway_postgres
 
 BOTH_DATABASES = [

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tempdl.tokens import LinkSigner
+from tempdl.links.tokens import LinkSigner
 from tempdl.wechat.signature import sha1_signature
 from tests.engines import free_port
 from tests.support import env_without_tempdl, sample_bytes

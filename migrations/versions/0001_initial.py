@@ -8,7 +8,7 @@ Create Date: 2026-11-30
 import sqlalchemy as sa
 from alembic import op
 
-import tempdl.models
+import tempdl.audit.tables
 
 revision = "0001"
 down_revision = None
@@ -20,13 +20,13 @@ def upgrade() -> None:
     op.create_table(
         "issuances",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("created_at", tempdl.models.UTCDateTime(), nullable=False),
-        sa.Column("expires_at", tempdl.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", tempdl.audit.tables.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", tempdl.audit.tables.UTCDateTime(), nullable=False),
         sa.Column("file_id", sa.String(length=128), nullable=False),
         sa.Column("recipient", sa.String(length=128), nullable=True),
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("max_downloads", sa.Integer(), nullable=True),
-        sa.Column("revoked_at", tempdl.models.UTCDateTime(), nullable=True),
+        sa.Column("revoked_at", tempdl.audit.tables.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_issuances")),
     )
     with op.batch_alter_table("issuances") as batch_op:
@@ -40,8 +40,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("issuance_id", sa.Integer(), nullable=True),
         sa.Column("file_id", sa.String(length=128), nullable=True),
-        sa.Column("started_at", tempdl.models.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", tempdl.models.UTCDateTime(), nullable=True),
+        sa.Column("started_at", tempdl.audit.tables.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", tempdl.audit.tables.UTCDateTime(), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("http_status", sa.Integer(), nullable=False),
         sa.Column("range_start", sa.BigInteger(), nullable=True),

@@ -1,0 +1,56 @@
+"""What the audit log hands back and takes in: plain records, free of SQLAlchemy.
+
+`Attempt` is filled in as a download request goes and written once it ends; `IssuanceRecord` is an
+`issuances` row as the rest of tempdl reads it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class IssuanceRecord:
+    id: int
+    created_at: datetime.datetime
+    expires_at: datetime.datetime
+    file_id: str
+    recipient: str | None
+    channel: str
+    max_downloads: int | None
+    revoked_at: datetime.datetime | None
+
+
+@dataclass
+class Attempt:
+    """What one download request was and what came of it, filled in as the request goes."""
+
+    started_at: datetime.datetime
+    client_ip: str | None = None
+    user_agent: str | None = None
+    issuance_id: int | None = None
+    file_id: str | None = None
+    outcome: str = "partial"
+    http_status: int = 200
+    range_start: int | None = None
+    range_end: int | None = None
+    bytes_sent: int = 0
+    finished_at: datetime.datetime | None = None
+    id: int | None = field(default=None)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "issuance_id": self.issuance_id,
+            "file_id": self.file_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "outcome": self.outcome,
+            "http_status": self.http_status,
+            "range_start": self.range_start,
+            "range_end": self.range_end,
+            "bytes_sent": self.bytes_sent,
+            "client_ip": self.client_ip,
+            "user_agent": (self.user_agent or None) and self.user_agent[:512],
+        }

@@ -1,0 +1,114 @@
+"""Deciding whether a download request may have the file: token, issuance, expiry, the file itself.
+
+The decision is taken once, when the request starts: a download that began in time finishes even if
+the link expires meanwhile. After expiry, a Range request that resumes (starts past byte 0) a
+download which had already started in time is still allowed for `resume_grace` seconds, because
+phones on bad lines drop connections.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from tempdl.audit.log import AuditLog
+from tempdl.audit.records import Attempt, IssuanceRecord
+from tempdl.config.settings import Settings
+from tempdl.errors import LinkInvalid
+from tempdl.links import refusals
+from tempdl.links.catalog import Catalog, OfferedFile
+from tempdl.links.refusals import Refusal
+from tempdl.links.tokens import LinkSigner
+
+
+def local_day_bounds(moment: datetime.datetime, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.datetime]:
+    """Start and end (UTC) of the operator's calendar day that contains `moment`."""
+    local_day = moment.astimezone(zone).date()
+    start = datetime.datetime.combine(local_day, datetime.time(), zone)
+    end = datetime.datetime.combine(local_day + datetime.timedelta(days=1), datetime.time(), zone)
+    return start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
+
+
+class Refused(Exception):
+    """The request is refused; `refusal` says how to answer, `detail` is for the log only."""
+
+    def __init__(self, refusal: Refusal, detail: str = "") -> None:
+        super().__init__(detail or refusal.reason)
+        self.refusal = refusal
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Grant:
+    issuance: IssuanceRecord
+    offered: OfferedFile
+    path: Path
+    stat: os.stat_result
+
+    @property
+    def size(self) -> int:
+        return self.stat.st_size
+
+
+class Gate:
+    def __init__(self, settings: Settings, audit: AuditLog, signer: LinkSigner, catalog: Catalog) -> None:
+        self.settings = settings
+        self.audit = audit
+        self.signer = signer
+        self.catalog = catalog
+
+    async def admit(self, token: str, attempt: Attempt, *, resumes: bool) -> Grant:
+        """Return what may be served, or raise `Refused`; fills in the attempt's issuance and file.
+
+        `resumes` is true for a Range request that does not start at byte 0.
+        """
+        now = attempt.started_at
+        try:
+            link = self.signer.read(token)
+        except LinkInvalid as error:
+            raise Refused(refusals.BAD, str(error)) from None
+        issuance = await self.audit.run(self.audit.load_issuance, link.issuance_id)
+        if issuance is None:
+            # Signed by us but gone from the database: pruned long after it expired.
+            if link.signed_at + datetime.timedelta(seconds=self.settings.link_ttl) < now:
+                raise Refused(refusals.EXPIRED, f"issuance {link.issuance_id} pruned")
+            raise Refused(refusals.BAD, f"issuance {link.issuance_id} does not exist")
+        attempt.issuance_id = issuance.id
+        attempt.file_id = issuance.file_id
+        if issuance.revoked_at is not None:
+            raise Refused(refusals.REVOKED, f"issuance {issuance.id} revoked")
+        if now >= issuance.expires_at and not await self._may_resume(issuance, now, resumes):
+            raise Refused(
+                refusals.EXPIRED, f"issuance {issuance.id} expired at {issuance.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        offered = self.catalog.by_id(issuance.file_id)
+        located = offered and self.catalog.locate(offered)
+        if offered is None or located is None:
+            raise Refused(refusals.NOT_FOUND, f"file {issuance.file_id!r} is not on offer or not on disk")
+        grant = Grant(issuance, offered, *located)
+        await self._check_limits(grant, now)
+        return grant
+
+    async def _check_limits(self, grant: Grant, now: datetime.datetime) -> None:
+        """The counted limits, read from the database so they hold across restarts."""
+        issuance = grant.issuance
+        if issuance.max_downloads:
+            completed = await self.audit.run(self.audit.completed_downloads, issuance.id, grant.size)
+            if completed >= issuance.max_downloads:
+                raise Refused(refusals.USED_UP, f"issuance {issuance.id}: {completed} complete downloads")
+        allowance = self.settings.limits.recipient_daily_bytes
+        if allowance and issuance.recipient:
+            day_start, day_end = local_day_bounds(now, self.settings.zone)
+            used = await self.audit.run(self.audit.recipient_bytes_since, issuance.recipient, day_start)
+            if used >= allowance:
+                retry_after = max(1, int((day_end - now).total_seconds()))
+                raise Refused(replace(refusals.QUOTA, retry_after=retry_after), f"recipient used {used} bytes today")
+
+    async def _may_resume(self, issuance: IssuanceRecord, now: datetime.datetime, resumes: bool) -> bool:
+        grace = self.settings.resume_grace
+        if not resumes or grace <= 0 or now >= issuance.expires_at + datetime.timedelta(seconds=grace):
+            return False
+        return await self.audit.run(self.audit.started_download_before, issuance.id, issuance.expires_at)

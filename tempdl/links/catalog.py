@@ -1,0 +1,154 @@
+"""The files on offer: which keyword asks for which file, and where on disk it is.
+
+Every path handed to the download handler comes from here, and here it is confined to
+`files_dir`: a configured path that resolves (through `..` or a symlink) outside of it is never
+served.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import stat
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from tempdl.config.settings import FILE_ID_PATTERN, OfferedFileConfig
+
+
+def normalize_keyword(text: str) -> str:
+    """Fold what a follower typed into the form keywords are compared in.
+
+    NFKC turns full-width letters and spaces (common with Chinese input methods) into their ASCII
+    forms, casefold ignores case, and runs of white space count as one space.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return re.sub(r"\s+", " ", folded).strip()
+
+
+@dataclass(frozen=True)
+class OfferedFile:
+    id: str
+    path: str
+    keywords: tuple[str, ...]
+    name: str
+    ttl: int | None = None
+    max_downloads: int | None = None
+    description: str | None = None
+
+
+class Catalog:
+    """Looks up offered files by id or keyword.
+
+    Without `[[files]]` in the config, every regular file directly in `files_dir` is on offer under
+    its own name. The listing is read again whenever the folder's mtime changes, so a file the
+    operator drops in is offered at once, without a restart, and a lookup costs one stat.
+    """
+
+    def __init__(self, files_dir: Path, configured: tuple[OfferedFileConfig, ...] | None) -> None:
+        self.files_dir = Path(files_dir).resolve()
+        self._listing: tuple[int, tuple[OfferedFile, ...]] | None = None
+        self._index_of: _Index | None = None
+        self._configured = None
+        if configured is not None:
+            self._configured = tuple(
+                OfferedFile(
+                    id=entry.id,
+                    path=entry.path,
+                    keywords=entry.keywords,
+                    name=entry.name or Path(entry.path).name,
+                    ttl=entry.ttl,
+                    max_downloads=entry.max_downloads,
+                    description=entry.description,
+                )
+                for entry in configured
+            )
+
+    def files(self) -> tuple[OfferedFile, ...]:
+        if self._configured is not None:
+            return self._configured
+        try:
+            version = os.stat(self.files_dir).st_mtime_ns
+            if self._listing is None or self._listing[0] != version:
+                self._listing = (version, self._scan())
+        except OSError:
+            return ()
+        return self._listing[1]
+
+    def _scan(self) -> tuple[OfferedFile, ...]:
+        entries = sorted(os.scandir(self.files_dir), key=lambda e: e.name)
+        return tuple(
+            OfferedFile(id=entry.name, path=entry.name, keywords=(entry.name,), name=entry.name)
+            for entry in entries
+            if entry.is_file(follow_symlinks=False)
+            and not entry.name.startswith(".")
+            and FILE_ID_PATTERN.fullmatch(entry.name)
+        )
+
+    def by_id(self, file_id: str) -> OfferedFile | None:
+        return self._index().by_id.get(file_id)
+
+    def by_keyword(self, text: str) -> OfferedFile | None:
+        wanted = normalize_keyword(text)
+        return self._index().by_keyword.get(wanted) if wanted else None
+
+    def _index(self) -> _Index:
+        """The lookup tables of the current listing, built once per listing."""
+        files = self.files()
+        if self._index_of is None or self._index_of.files is not files:
+            self._index_of = _Index.of(files)
+        return self._index_of
+
+    def absolute_path(self, offered: OfferedFile) -> Path | None:
+        """The file's real location, or None when it is missing or would lie outside files_dir."""
+        located = self.locate(offered)
+        return located and located[0]
+
+    def locate(self, offered: OfferedFile) -> tuple[Path, os.stat_result] | None:
+        """The file's real location and its stat, or None when missing, not a regular file, or
+        outside files_dir (through `..` or a symlink).
+
+        One stat per call: where a name leads is worked out once per file it leads to (the stat's
+        device and inode), so a symlink pointed elsewhere is resolved and confined afresh.
+        """
+        configured = os.path.join(self.files_dir, offered.path)
+        try:
+            status = os.stat(configured)
+        except OSError:
+            return None
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        real = _confined(self.files_dir, configured, status.st_dev, status.st_ino)
+        return None if real is None else (real, status)
+
+
+@dataclass(frozen=True)
+class _Index:
+    files: tuple[OfferedFile, ...]
+    by_id: dict[str, OfferedFile]
+    by_keyword: dict[str, OfferedFile]
+
+    @classmethod
+    def of(cls, files: tuple[OfferedFile, ...]) -> _Index:
+        """Ids and normalized keywords -> file; the first file with a keyword wins."""
+        by_keyword: dict[str, OfferedFile] = {}
+        for offered in files:
+            for keyword in offered.keywords:
+                by_keyword.setdefault(normalize_keyword(keyword), offered)
+        by_id: dict[str, OfferedFile] = {}
+        for offered in files:
+            by_id.setdefault(offered.id, offered)
+        return cls(files, by_id, by_keyword)
+
+
+@functools.lru_cache(maxsize=4096)
+def _confined(files_dir: Path, configured: str, device: int, inode: int) -> Path | None:
+    """`configured` with symlinks and `..` resolved, or None when that lies outside files_dir.
+
+    Cached by the file the path leads to (`device`, `inode`): realpath stats every component,
+    several times the cost of the one stat that `locate` needs anyway.
+    """
+    real = Path(os.path.realpath(configured))
+    return real if real.is_relative_to(files_dir) else None

@@ -1,0 +1,1 @@
+"""The HTTP side: thin Tornado handlers and the streaming, throttling and logging they share."""

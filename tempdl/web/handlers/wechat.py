@@ -1,0 +1,218 @@
+"""The WeChat endpoint: the GET handshake and POSTed messages, answered with passive replies.
+
+Order of checks on a POST, each refusal logged with its reason (never the openid or the text):
+
+1. body over 64 KiB: 413;
+2. who sent it: plain mode checks `signature` (token, timestamp, nonce); safe and compatible mode
+   (`encrypt_type=aes`) check `msg_signature`, which also covers the encrypted body, then decrypt
+   (403 forged, 400 malformed, 503 when AES is asked for but not configured here);
+3. replay: the query `timestamp` must be within `wechat.max_clock_skew` of now (403), POST only,
+   so WeChat's published handshake example keeps working;
+4. the message XML (400 for anything unreadable or missing a field, never a 500);
+5. the nonce: new, or reused by a resend of the very same message (else 403, a replay);
+6. the reply: a resend shares the first try's reply (one issuance however many tries), computed
+   within `reply_deadline` seconds or replaced by a polite "busy" text before WeChat gives up.
+
+In AES mode the reply is encrypted too; `success` (nothing to say) is sent as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import secrets
+from collections.abc import Awaitable
+from typing import Any
+
+from tornado.web import HTTPError, stream_request_body
+
+from tempdl.config.settings import WeChatSettings
+from tempdl.errors import AuditUnavailable
+from tempdl.timeutil import Clock
+from tempdl.web.handlers.base import BaseHandler
+from tempdl.wechat.conversation import UNAVAILABLE_TEXT, Conversation
+from tempdl.wechat.crypto import InvalidAppId, InvalidMessageSignature, MessageCrypto, WeChatCryptoError, encrypted_part
+from tempdl.wechat.messages import IncomingMessage, MalformedMessage, parse_message, render_text_reply
+from tempdl.wechat.replay import NonceLedger, RetryMemory, timestamp_is_fresh
+from tempdl.wechat.signature import sha1_signature, signatures_match
+
+log = logging.getLogger("tempdl.wechat")
+
+MAX_BODY_BYTES = 64 * 1024
+REPLY_DEADLINE_SECONDS = 3.0
+"""WeChat waits 5 s for a reply; 3 s leaves room for the network and still beats its resend."""
+
+ReplyMemory = RetryMemory[tuple[str, str], "str | None"]
+
+
+def wechat_handler_arguments(wechat: WeChatSettings, conversation: Conversation, clock: Clock) -> dict[str, Any]:
+    """What `WeChatHandler.initialize` needs; the memories live as long as the app does."""
+    crypto = None
+    if wechat.token and wechat.encoding_aes_key and wechat.app_id:
+        crypto = MessageCrypto(wechat.token, wechat.encoding_aes_key, wechat.app_id)
+    return {
+        "wechat": wechat,
+        "conversation": conversation,
+        "clock": clock,
+        "crypto": crypto,
+        "retries": RetryMemory(),
+        "nonces": NonceLedger(window=wechat.max_clock_skew) if wechat.max_clock_skew else None,
+        "reply_deadline": REPLY_DEADLINE_SECONDS,
+    }
+
+
+@stream_request_body
+class WeChatHandler(BaseHandler):
+    def initialize(
+        self,
+        *,
+        wechat: WeChatSettings,
+        conversation: Conversation,
+        clock: Clock,
+        retries: ReplyMemory,
+        crypto: MessageCrypto | None = None,
+        nonces: NonceLedger | None = None,
+        reply_deadline: float = REPLY_DEADLINE_SECONDS,
+    ) -> None:
+        self.wechat = wechat
+        self.conversation = conversation
+        self.clock = clock
+        self.crypto = crypto
+        self.retries = retries
+        self.nonces = nonces
+        self.reply_deadline = reply_deadline
+        self.body = bytearray()
+        self.too_large = False
+
+    def prepare(self) -> None:
+        if not self.wechat.token:
+            self._not_configured("WeChat endpoint not configured: set wechat.token. 未配置微信 Token。")
+            return
+        declared = self.request.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            self.too_large = True
+            self.send_error(413)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self.too_large:
+            return
+        self.body.extend(chunk)
+        if len(self.body) > MAX_BODY_BYTES:
+            self.too_large = True
+            self.body.clear()
+
+    def _not_configured(self, text: str) -> None:
+        self.set_status(503)
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.finish(text)
+
+    def _signed_by_wechat(self) -> bool:
+        expected = sha1_signature(
+            self.wechat.token or "",
+            self.get_query_argument("timestamp", ""),
+            self.get_query_argument("nonce", ""),
+        )
+        return signatures_match(expected, self.get_query_argument("signature", None))
+
+    def get(self) -> None:
+        """The server-URL handshake: echo `echostr` back when the signature is WeChat's.
+
+        No clock-skew check here: the handshake cannot be replayed into a link, and WeChat's own
+        documented example (an old timestamp) must keep working.
+        """
+        if not self._signed_by_wechat():
+            raise HTTPError(403, "handshake refused: bad signature")
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.write(self.get_query_argument("echostr", ""))
+
+    async def post(self) -> None:
+        if self.too_large:
+            self.send_error(413)
+            return
+        now = self.clock()
+        encrypted = self.get_query_argument("encrypt_type", "").lower() == "aes"
+        if encrypted and self.crypto is None:
+            log.error("safe-mode message refused: encrypt_type=aes but wechat.encoding_aes_key/app_id are not set")
+            self._not_configured(
+                "WeChat safe mode (encrypt_type=aes) is not configured: set wechat.encoding_aes_key and "
+                "wechat.app_id. 未配置微信消息加解密密钥（EncodingAESKey、AppID）。"
+            )
+            return
+        plaintext = self._decrypted_body() if encrypted else self._plain_body()
+        self._refuse_stale(now.timestamp())
+        try:
+            message = parse_message(plaintext)
+        except MalformedMessage as error:
+            raise HTTPError(400, "message refused: %s", error) from None
+        self._refuse_replayed(message, now.timestamp())
+
+        text = await self._reply_text(message, now)
+        if text is None:
+            self.set_header("Content-Type", "text/plain; charset=UTF-8")
+            self.write("success")
+            return
+        timestamp = int(now.timestamp())
+        reply = render_text_reply(message, text, timestamp)
+        if encrypted:
+            assert self.crypto is not None
+            reply = self.crypto.encrypt_reply(reply, str(timestamp), str(secrets.randbelow(10**10)))
+        self.set_header("Content-Type", "application/xml; charset=UTF-8")
+        self.write(reply)
+
+    # --- the checks, in order; each raises HTTPError with a reason for the log --------------------
+
+    def _plain_body(self) -> bytes:
+        if not self._signed_by_wechat():
+            raise HTTPError(403, "message refused: bad signature")
+        return bytes(self.body)
+
+    def _decrypted_body(self) -> bytes:
+        """Safe and compatible mode: the `<Encrypt>` part, checked by msg_signature, decrypted.
+
+        In compatible mode the body also carries plaintext fields; those are not covered by any
+        signature, so they are ignored and only the encrypted part is read.
+        """
+        assert self.crypto is not None
+        try:
+            return self.crypto.decrypt(
+                encrypted_part(bytes(self.body)),
+                self.get_query_argument("msg_signature", ""),
+                self.get_query_argument("timestamp", ""),
+                self.get_query_argument("nonce", ""),
+            )
+        except InvalidMessageSignature as error:
+            raise HTTPError(403, "safe-mode message refused: %s", error.reason) from None
+        except InvalidAppId as error:
+            log.error("safe-mode message for another AppID: check wechat.app_id against the admin console")
+            raise HTTPError(403, "safe-mode message refused: %s", error.reason) from None
+        except WeChatCryptoError as error:
+            raise HTTPError(400, "safe-mode message refused: %s", error.reason) from None
+
+    def _refuse_stale(self, now: float) -> None:
+        skew = self.wechat.max_clock_skew
+        if skew and not timestamp_is_fresh(self.get_query_argument("timestamp", ""), now, skew):
+            raise HTTPError(403, "message refused: timestamp more than %ds from now (replayed or clock wrong)", skew)
+
+    def _refuse_replayed(self, message: IncomingMessage, now: float) -> None:
+        nonce = self.get_query_argument("nonce", "")
+        if self.nonces is not None and not self.nonces.admit(nonce, message.retry_key, now):
+            raise HTTPError(403, "message refused: nonce already used by another message (replay)")
+
+    # --- the reply ---------------------------------------------------------------------------
+
+    async def _reply_text(self, message: IncomingMessage, now: datetime.datetime) -> str | None:
+        """The reply, shared by every resend of this message, or a polite text if it cannot be had."""
+
+        def first_try() -> Awaitable[str | None]:
+            return self.conversation.reply_to(message, now)
+
+        future = self.retries.share(message.retry_key, now.timestamp(), first_try)
+        try:
+            async with asyncio.timeout(self.reply_deadline):
+                return await asyncio.shield(future)  # a resend may still want it
+        except AuditUnavailable as error:
+            log.error("cannot issue a link: audit database unavailable (%s)", error)
+        except TimeoutError:
+            log.error("no reply within %.1fs: audit database too slow; sent the busy text", self.reply_deadline)
+        return UNAVAILABLE_TEXT

@@ -1,0 +1,218 @@
+"""Sending a file's bytes, counting exactly the body bytes that reached the socket.
+
+Two paths, same bytes:
+- `send_chunks` reads 64 KiB at a time and writes through Tornado (`write` + `await flush()`, the
+  back-pressure StaticFileHandler uses). It works everywhere: TLS, throttled downloads, any OS.
+- `send_zero_copy` flushes the headers, then lets the kernel copy file → socket with
+  `os.sendfile`: no bytes pass through Python, which is what makes large downloads as cheap as
+  nginx's. Plain-HTTP sockets only.
+
+`bytes_sent` in the audit must be what really went out, also for downloads cut short. Tornado's
+IOStream counts the bytes it has handed to the kernel (`_total_write_done_index`, private but the
+only exact figure; tornado is pinned below 7 and tests cut connections mid-file to hold us to it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import socket
+import struct
+import termios
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
+from tornado.web import RequestHandler
+
+from tempdl.web.throttle import RateLimiter
+
+CHUNK_SIZE = 64 * 1024
+SENDFILE_BLOCK = 1024 * 1024  # per call, then the other requests get a turn (a call takes ~0.3 ms)
+STALLED_CLIENT_TIMEOUT = 60.0  # seconds a client may read nothing before we give up on it
+
+
+def _stream(handler: RequestHandler) -> IOStream:
+    return handler.request.connection.stream
+
+
+def zero_copy_possible(handler: RequestHandler) -> bool:
+    stream = _stream(handler)
+    return hasattr(os, "sendfile") and isinstance(stream, IOStream) and not isinstance(stream, SSLIOStream)
+
+
+async def send_chunks(
+    handler: RequestHandler,
+    path: Path,
+    start: int,
+    length: int,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    limiters: Sequence[RateLimiter] = (),
+    progress: Callable[[int], None] = lambda sent: None,
+) -> int:
+    """Write `length` bytes of `path` from `start`; return the body bytes that reached the socket.
+
+    The headers may still be pending: the first flush sends them together with the first chunk
+    (one packet for a small file). A client that goes away ends the loop quietly.
+    """
+    stream = _stream(handler)
+    body_start: int | None = None
+    queued = 0
+    source = os.open(path, os.O_RDONLY)  # not inherited by child processes (PEP 446)
+    try:
+        while queued < length and not stream.closed():
+            size = min(chunk_size, length - queued)
+            for limiter in limiters:
+                await limiter.take(size)
+            chunk = os.pread(source, size, start + queued)
+            if not chunk:
+                break  # the file shrank under us; Content-Length can no longer be met
+            handler.write(chunk)
+            flushed = handler.flush()
+            if body_start is None:
+                # Whatever the flush queued (headers, maybe), this chunk was queued last.
+                body_start = stream._total_write_index - len(chunk)
+            queued += len(chunk)
+            await _flushed_or_stalled(flushed, stream)
+            progress(queued)
+    except StreamClosedError:
+        pass
+    finally:
+        os.close(source)
+    if body_start is None:
+        return 0
+    return min(queued, max(0, stream._total_write_done_index - body_start))
+
+
+async def send_zero_copy(
+    handler: RequestHandler, path: Path, start: int, length: int, progress: Callable[[int], None] = lambda sent: None
+) -> int:
+    """Flush the headers, then `os.sendfile` the span; return the body bytes the kernel took.
+
+    The socket is corked meanwhile (nginx's `tcp_nopush`): the kernel sends only full segments,
+    the headers ride with the first bytes of the body, and the tail goes out when it is uncorked.
+    Without it, 256 MiB on loopback went at 0.75x nginx's speed for 1.2x its CPU; with it,
+    ~1.0x and ~1.05x, alternating sample by sample with nginx.
+    """
+    stream = _stream(handler)
+    corked = _cork(stream, True)
+    try:
+        await handler.flush()
+    except StreamClosedError:
+        return 0
+    # Our own descriptor for the socket: if Tornado closes its one meanwhile, ours can never be
+    # reused for another client's connection, so no byte can go to the wrong place.
+    socket_fd = os.dup(stream.socket.fileno())
+    sent = 0
+    try:
+        with path.open("rb") as source:
+            while sent < length and not stream.closed():
+                try:
+                    count = os.sendfile(socket_fd, source.fileno(), start + sent, min(SENDFILE_BLOCK, length - sent))
+                except BlockingIOError:
+                    if not await _writable(socket_fd, stream):
+                        break
+                    continue
+                except OSError:  # EPIPE, ECONNRESET: the client went away
+                    break
+                if count == 0:
+                    break  # the file shrank under us
+                sent += count
+                progress(sent)
+                # On loopback or a fast LAN the socket may never push back: without a turn for
+                # the others, one download had the event loop to itself until its last byte.
+                await asyncio.sleep(0)
+    finally:
+        os.close(socket_fd)
+        if corked:
+            _cork(stream, False)
+    _account_for_bytes_sent_outside_tornado(handler, sent, length)
+    return sent
+
+
+async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream) -> None:
+    """Wait for a flush; a client that reads nothing for STALLED_CLIENT_TIMEOUT is disconnected.
+
+    Without this, a client that never reads would hold its connection (and a download slot)
+    forever; memory stays bounded either way, since we write one chunk at a time.
+    """
+    if isinstance(flushed, asyncio.Future) and flushed.done():
+        return flushed.result()  # the kernel took it all at once (small files): nothing to watch
+    if not await _wait_unless_stalled(asyncio.ensure_future(flushed), stream):
+        stream.close()
+        raise StreamClosedError()
+
+
+async def _writable(fd: int, stream: IOStream) -> bool:
+    """Wait until the socket takes more bytes; False when the client stalls or the stream closed."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_writer(fd, _resolve, ready)
+    try:
+        return await _wait_unless_stalled(ready, stream)
+    finally:
+        loop.remove_writer(fd)
+
+
+async def _wait_unless_stalled(future: asyncio.Future, stream: IOStream) -> bool:
+    """Wait for `future`; False once the stream closed or the client stopped reading.
+
+    "Stopped reading" means the kernel's send queue did not shrink for STALLED_CLIENT_TIMEOUT
+    seconds: a slow phone still drains it, if only a little, and is never cut off. Checked once
+    a second, which also notices a stream Tornado closed (shutdown, idle timeout) while our
+    duplicated descriptor kept the socket open.
+    """
+    still_for = 0.0
+    queued = _unsent_bytes(stream)
+    while True:
+        try:
+            await asyncio.wait_for(asyncio.shield(future), 1.0)
+            return True
+        except TimeoutError:
+            if stream.closed():
+                return False
+            now_queued = _unsent_bytes(stream)
+            still_for = 0.0 if now_queued is not None and queued is not None and now_queued < queued else still_for + 1
+            queued = now_queued
+            if still_for >= STALLED_CLIENT_TIMEOUT:
+                return False
+
+
+def _cork(stream: IOStream, on: bool) -> bool:
+    """Set TCP_CORK (Linux); False where there is none or the socket is already gone."""
+    if not hasattr(socket, "TCP_CORK") or stream.closed():
+        return False
+    try:
+        stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
+    except OSError:
+        return False
+    return True
+
+
+def _unsent_bytes(stream: IOStream) -> int | None:
+    """Bytes still in the kernel's send queue (Linux SIOCOUTQ); None where that is unknown."""
+    try:
+        answer = fcntl.ioctl(stream.socket.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError, ValueError):
+        return None
+    return struct.unpack("i", answer)[0]
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _account_for_bytes_sent_outside_tornado(handler: RequestHandler, sent: int, length: int) -> None:
+    """Tell Tornado's HTTP/1 connection the body went out, so `finish()` keeps the connection.
+
+    The connection checks that the body matched Content-Length; the bytes did not pass through it,
+    so its private counter is adjusted. A body cut short closes the connection instead: the
+    response cannot be completed, and the client will see the short read.
+    """
+    connection = handler.request.connection
+    connection._expected_content_remaining = 0
+    if sent < length:
+        _stream(handler).close()

@@ -1,0 +1,157 @@
+"""What we say to a follower: the reply text for each incoming WeChat message.
+
+Kept apart from HTTP and XML so the wording and the rules (which message gets a link) can be read
+and tested on their own:
+
+* a text naming a keyword (after trimming, case folding and NFKC) gets a link; any other text, and
+  any non-text message (image, voice, ...), gets the help text listing the keywords;
+* the `subscribe` event gets the welcome text; a menu `CLICK` whose EventKey names a file id or a
+  keyword gets the link; every other event (unsubscribe, SCAN, VIEW, ...) gets nothing (`None`,
+  which WeChat receives as `success`);
+* a follower over `limits.issues_per_recipient_per_hour` is told when to try again.
+
+Every text fits WeChat's 2047-byte limit by construction: the keyword list is cut short with
+"and N more" rather than mid-line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Sequence
+
+from tempdl.errors import IssuanceCapReached
+from tempdl.links.catalog import Catalog, OfferedFile
+from tempdl.links.issuing import IssuedLink, Issuer
+from tempdl.timeutil import duration_text
+from tempdl.wechat.messages import MAX_REPLY_BYTES, IncomingMessage, truncate_utf8
+
+KEYWORDS_PLACEHOLDER = "{keywords}"
+"""Where the keyword list goes in a configured `wechat.welcome` text."""
+
+HELP_HEADING = "发送下列关键词之一，即可获取下载链接：\nSend one of these keywords to get a download link:"
+NOTHING_ON_OFFER = "目前没有可下载的文件。\nNothing is on offer right now."
+DEFAULT_WELCOME = "欢迎关注！\nWelcome, and thank you for following!\n" + KEYWORDS_PLACEHOLDER
+UNAVAILABLE_TEXT = (
+    "抱歉，服务暂时繁忙，请稍后再发送一次关键词。\n"
+    "Sorry, the service is busy right now; please send the keyword again in a minute."
+)
+MAX_LINE_BYTES = 300
+"""One keyword line at most, so a single long description cannot crowd out all the others."""
+
+
+def link_reply_text(offered: OfferedFile, issued: IssuedLink) -> str:
+    ttl_zh, ttl_en = duration_text(issued.ttl)
+    return (
+        f"「{offered.name}」的下载链接，{ttl_zh}内有效：\n"
+        f'Your download link for "{offered.name}", valid for {ttl_en}:\n'
+        f"{issued.url}\n"
+        "请在浏览器中打开（点右上角 ··· 选择“在浏览器打开”）。\n"
+        'Open it in your browser (tap ··· then "Open in Browser").'
+    )
+
+
+def too_many_links_text(cap: int, wait: datetime.timedelta) -> str:
+    """Over the hourly cap: say when the next link can be had, in whole minutes, rounded up."""
+    minutes = max(1, math.ceil(wait.total_seconds() / 60))
+    wait_zh, wait_en = duration_text(minutes * 60)
+    return (
+        f"您在一小时内已获取 {cap} 个链接，请在 {wait_zh}后再试。\n"
+        f"You have been sent {cap} link{'s' if cap != 1 else ''} in the past hour; please try again in {wait_en}."
+    )
+
+
+def keyword_lines(files: Sequence[OfferedFile]) -> list[str]:
+    """One line per file a follower can ask for by keyword: its keywords, then its description."""
+    lines = []
+    for offered in files:
+        if not offered.keywords:
+            continue  # offered by menu or CLI only
+        line = "• " + " / ".join(keyword.strip() for keyword in offered.keywords)
+        if offered.description:
+            line += " — " + offered.description
+        lines.append(truncate_utf8(line, MAX_LINE_BYTES))
+    return lines
+
+
+def keyword_listing(files: Sequence[OfferedFile], budget: int) -> str:
+    """The keyword lines that fit in `budget` bytes of UTF-8, and "and N more" for the rest."""
+    lines = keyword_lines(files)
+    if not lines:
+        return NOTHING_ON_OFFER
+    if len("\n".join(lines).encode("utf-8")) <= budget:
+        return "\n".join(lines)
+    shown, used = 0, 0
+    for line in lines:
+        more = len(lines) - shown - 1
+        needed = len(line.encode("utf-8")) + 1 + len(_more_line(more).encode("utf-8")) + 1
+        if used + needed > budget:
+            break
+        used += len(line.encode("utf-8")) + 1
+        shown += 1
+    return "\n".join([*lines[:shown], _more_line(len(lines) - shown)])
+
+
+def _more_line(count: int) -> str:
+    return f"…以及另外 {count} 项 / and {count} more"
+
+
+def help_text(files: Sequence[OfferedFile]) -> str:
+    budget = MAX_REPLY_BYTES - len(HELP_HEADING.encode("utf-8")) - 1
+    return HELP_HEADING + "\n" + keyword_listing(files, budget)
+
+
+def welcome_text(template: str | None, files: Sequence[OfferedFile]) -> str:
+    """The welcome for a new follower; `{keywords}` in a configured text becomes the keyword list."""
+    template = template or DEFAULT_WELCOME
+    if KEYWORDS_PLACEHOLDER not in template:
+        return template
+    budget = MAX_REPLY_BYTES - len(template.replace(KEYWORDS_PLACEHOLDER, "", 1).encode("utf-8"))
+    listing = HELP_HEADING + "\n" + keyword_listing(files, budget - len(HELP_HEADING.encode("utf-8")) - 1)
+    return template.replace(KEYWORDS_PLACEHOLDER, listing, 1)
+
+
+class Conversation:
+    def __init__(self, catalog: Catalog, issuer: Issuer, *, welcome: str | None = None) -> None:
+        self.catalog = catalog
+        self.issuer = issuer
+        self.welcome = welcome
+
+    async def reply_to(self, message: IncomingMessage, now: datetime.datetime) -> str | None:
+        """The reply text, or None when nothing is to be said (WeChat then gets `success`).
+
+        Raises `AuditUnavailable` when a link should be issued but the audit database cannot
+        record it: the caller answers politely and does not remember the failure.
+        """
+        if message.msg_type == "event":
+            return await self._reply_to_event(message, now)
+        if message.msg_type == "text":
+            offered = self.catalog.by_keyword(message.content)
+            if offered is not None:
+                return await self._link(offered, message, now)
+        return help_text(self.catalog.files())
+
+    async def _reply_to_event(self, message: IncomingMessage, now: datetime.datetime) -> str | None:
+        event = message.event.casefold()
+        if event == "subscribe":
+            return welcome_text(self.welcome, self.catalog.files())
+        if event == "click":
+            key = message.event_key
+            offered = (self.catalog.by_id(key) if key else None) or self.catalog.by_keyword(key)
+            if offered is None:
+                return help_text(self.catalog.files())
+            return await self._link(offered, message, now)
+        return None
+
+    async def _link(self, offered: OfferedFile, message: IncomingMessage, now: datetime.datetime) -> str:
+        try:
+            issued = await self.issuer.issue_from_event_loop(
+                offered,
+                recipient=message.from_user,
+                channel="wechat",
+                now=now,
+                limit_recipient=True,
+            )
+        except IssuanceCapReached as reached:
+            return too_many_links_text(reached.cap, reached.retry_at - now)
+        return link_reply_text(offered, issued)

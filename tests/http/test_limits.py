@@ -1,0 +1,117 @@
+"""The operator's knobs over HTTP: download caps, concurrency, daily bytes, revocation, rates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tempdl.app import make_app
+from tempdl.web.throttle import RateLimiter, chunk_size_for
+from tests.support import rows
+
+pytestmark = pytest.mark.both_databases
+
+SIZE = 300_000
+
+
+@pytest.fixture
+def config_text() -> str:
+    return "[limits]\nrecipient_daily_bytes = 700000\nmax_concurrent_downloads = 1\n"
+
+
+@pytest.mark.gen_test
+async def test_max_downloads_counts_complete_downloads_only(fetch, issue_link, audit_rows):
+    path = await issue_link("InstMsiW.exe", max_downloads=2)
+    assert (await fetch(path, method="HEAD")).code == 200  # HEAD never counts
+    assert (await fetch(path, headers={"User-Agent": "MicroMessenger/8"})).code == 200  # nor the landing page
+    assert (await fetch(path)).code == 200  # download 1
+    # Download 2 as three Range requests, as a download manager does: counts once, when complete.
+    for header in ("bytes=0-99999", "bytes=100000-199999", "bytes=200000-"):
+        assert (await fetch(path, headers={"Range": header})).code == 206
+    refused = await fetch(path, headers={"Accept": "application/json"})
+    assert refused.code == 410
+    assert json.loads(refused.body)["reason"] == "used_up"
+    page = await fetch(path)
+    assert "次数已用完" in page.body.decode() and "used as many times" in page.body.decode()
+    found = await audit_rows("SELECT outcome, http_status FROM download_attempts ORDER BY id")
+    assert [tuple(r) for r in found][-2:] == [("limited", 410), ("limited", 410)]
+
+
+@pytest.mark.gen_test
+async def test_download_cap_survives_a_restart(fetch, issue_link, settings, audit, clock, inflight):
+    path = await issue_link("hello.txt", max_downloads=1)
+    assert (await fetch(path)).code == 200
+    assert await inflight.wait_idle(5)
+    # A new app on the same database (what a restart builds) still knows the link is used up.
+    fresh = make_app(settings, audit, clock=clock)
+    assert fresh is not None
+    assert (await fetch(path)).code == 410
+
+
+@pytest.mark.gen_test
+async def test_without_a_cap_downloads_are_unlimited(fetch, issue_link, settings):
+    # No cap configured: unlimited downloads.
+    path = await issue_link("hello.txt")
+    for _ in range(3):
+        assert (await fetch(path)).code == 200
+    assert rows(settings.database_url, "SELECT max_downloads FROM issuances")[0]["max_downloads"] is None
+
+
+@pytest.mark.gen_test
+async def test_recipient_daily_bytes_refuses_with_429_until_the_day_rolls_over(fetch, issue_link, clock, audit_rows):
+    first = await issue_link("InstMsiW.exe", recipient="greedy", ttl=86400)
+    second = await issue_link("InstMsiW.exe", recipient="greedy", ttl=86400)
+    other = await issue_link("InstMsiW.exe", recipient="modest")
+    assert (await fetch(first)).code == 200
+    assert (await fetch(second)).code == 200
+    assert (await fetch(first)).code == 200  # 600,000 bytes so far: still under 700,000 at the start
+    refused = await fetch(second, headers={"Accept": "application/json"})
+    assert refused.code == 429
+    assert json.loads(refused.body)["reason"] == "quota"
+    assert int(refused.headers["Retry-After"]) == 16 * 3600  # the clock is at 08:00 UTC
+    assert (await fetch(other)).code == 200  # other recipients are not affected
+    clock.advance(16 * 3600)  # a new day (UTC)
+    assert (await fetch(second, headers={"Range": "bytes=0-9"})).code == 206
+    found = await audit_rows("SELECT outcome, http_status FROM download_attempts WHERE http_status = 429")
+    assert [tuple(r) for r in found] == [("limited", 429)]
+
+
+@pytest.mark.gen_test
+async def test_revoked_link_answers_410_revoked(fetch, issue_link, audit, clock, audit_rows):
+    path = await issue_link("hello.txt")
+    assert (await fetch(path)).code == 200
+    issuance_id = (await audit_rows("SELECT id FROM issuances"))[0]["id"]
+    await audit.run(audit.revoke, issuance_id, clock())
+    refused = await fetch(path, headers={"Accept": "application/json"})
+    assert refused.code == 410 and json.loads(refused.body)["reason"] == "revoked"
+    assert (await audit_rows("SELECT outcome FROM download_attempts ORDER BY id"))[-1]["outcome"] == "revoked"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_over_the_concurrency_cap_is_503_with_retry_after(http_server, http_port, fetch, issue_link, files_dir):
+    (files_dir / "InstMsiW.exe").write_bytes(b"x" * (16 * 1024 * 1024))
+    slow_path = await issue_link("InstMsiW.exe", recipient=None)
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+    writer.write(f"GET {slow_path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await reader.readexactly(1000)  # the first download is streaming and not reading on
+    second = await fetch(await issue_link("hello.txt", recipient=None), headers={"Accept": "application/json"})
+    assert second.code == 503
+    assert second.headers["Retry-After"] == "30"
+    assert json.loads(second.body)["reason"] == "busy"
+    writer.transport.abort()
+
+
+def test_rate_limiter_shares_the_pipe_in_turns():
+    now = [0.0]
+    limiter = RateLimiter(1000, clock=lambda: now[0])
+    delays = [limiter.reserve(100) for _ in range(5)]
+    assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    now[0] = 10.0  # idle time earns no credit beyond now
+    assert limiter.reserve(100) == 0.0
+    assert limiter.reserve(100) == pytest.approx(0.1)
+    assert chunk_size_for([0], 65536) == 65536
+    assert chunk_size_for([500_000, 0], 65536) == 10_000
+    assert chunk_size_for([50_000_000], 65536) == 16384
+    assert chunk_size_for([1000], 65536) == 4096

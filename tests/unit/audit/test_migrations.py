@@ -1,0 +1,61 @@
+"""Migrations: the models and the migrated schema agree; 0002 goes up and down on a database with rows."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from tempdl.audit.engine import alembic_config, make_engine, upgrade
+from tempdl.audit.tables import Base
+from tests.audit_rows import write_hand_built_history
+from tests.support import rows
+
+pytestmark = pytest.mark.both_databases
+
+
+def _indexes(engine, table: str) -> dict[str, list[str]]:
+    return {index["name"]: index["column_names"] for index in inspect(engine).get_indexes(table)}
+
+
+def test_models_and_migrations_describe_the_same_schema(empty_database: str):
+    engine = make_engine(empty_database)
+    upgrade(engine)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_report_indexes_go_up_and_down_and_keep_the_rows(empty_database: str):
+    database = empty_database
+    engine = make_engine(database)
+
+    def migrate(direction, revision: str) -> None:
+        with engine.begin() as connection:
+            config = alembic_config(engine)
+            config.attributes["connection"] = connection
+            direction(config, revision)
+
+    migrate(command.upgrade, "0001")
+    write_hand_built_history(engine)
+    migrate(command.upgrade, "0002")
+    attempts = _indexes(engine, "download_attempts")
+    assert attempts["ix_download_attempts_file_id_outcome_started_at_bytes_sent"] == [
+        "file_id",
+        "outcome",
+        "started_at",
+        "bytes_sent",
+    ]
+    assert "ix_download_attempts_started_at" not in attempts  # a prefix of the new time index
+    assert "ix_issuances_file_id_created_at" in _indexes(engine, "issuances")
+    migrate(command.downgrade, "0001")
+    assert set(_indexes(engine, "download_attempts")) == {
+        "ix_download_attempts_finished_at",
+        "ix_download_attempts_issuance_id",
+        "ix_download_attempts_started_at",
+    }
+    engine.dispose()
+    assert rows(database, "SELECT COUNT(*) AS n FROM download_attempts")[0]["n"] == 9
