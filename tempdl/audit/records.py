@@ -8,7 +8,25 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class Outcome(StrEnum):
+    """What came of one download attempt: the `download_attempts.outcome` column (SPEC lists them).
+
+    A StrEnum, so a member is the very string stored, logged and reported: `Outcome.OK == "ok"`.
+    """
+
+    OK = "ok"  # everything asked for was sent
+    PARTIAL = "partial"  # the client went away (also a row still open)
+    EXPIRED = "expired"
+    BAD = "bad"  # the token could not be read: forged, truncated, or signed with a retired key
+    REVOKED = "revoked"
+    LIMITED = "limited"  # a cap said no: downloads used up, concurrency, bytes per day
+    NOT_FOUND = "not_found"  # the file is no longer on offer
+    NOT_MODIFIED = "not_modified"  # 304
+    LANDING = "landing"  # the WeChat in-app browser page, not the file
 
 
 @dataclass(frozen=True)
@@ -32,7 +50,7 @@ class Attempt:
     user_agent: str | None = None
     issuance_id: int | None = None
     file_id: str | None = None
-    outcome: str = "partial"
+    outcome: str = Outcome.PARTIAL
     http_status: int = 200
     range_start: int | None = None
     range_end: int | None = None

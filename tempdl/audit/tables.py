@@ -12,6 +12,8 @@ import datetime
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, MetaData, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tempdl.audit.records import Outcome
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -20,17 +22,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-OUTCOMES = (
-    "ok",
-    "partial",
-    "expired",
-    "bad",
-    "revoked",
-    "limited",
-    "not_found",
-    "not_modified",
-    "landing",
-)
+OUTCOMES = tuple(Outcome)
 CHANNELS = ("wechat", "cli", "admin")
 
 
