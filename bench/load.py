@@ -146,7 +146,7 @@ def start_own_server(large_mib: int, pin: bool) -> Target:
 
 def attach_to_server(url: str, config: Path, pid: int | None, small_id: str, large_id: str) -> Target:
     sys.path.insert(0, str(REPO))
-    from tempdl.config.settings import load_settings  # only here: the client itself needs nothing of tempdl
+    from tempdl.config.load import load_settings  # only here: the client itself needs nothing of tempdl
 
     settings = load_settings({"config": str(config)})
     if not settings.database_url.startswith("sqlite:///"):

@@ -21,7 +21,8 @@ import tornado.httpclient
 from tempdl.app import make_app
 from tempdl.audit.log import AuditLog
 from tempdl.cli.serve import make_http_server, prepare_audit
-from tempdl.config.settings import ensure_secret_keys, load_settings
+from tempdl.config.load import load_settings
+from tempdl.config.secret import ensure_secret_keys
 from tempdl.web.inflight import InFlight
 from tests.databases import BOTH_DATABASES, PostgresDatabases
 from tests.support import FakeClock, fresh_nonce, rows, sample_files, signed_query

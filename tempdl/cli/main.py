@@ -14,7 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from tempdl import __version__
-from tempdl.config.settings import Settings, ensure_secret_keys, load_settings
+from tempdl.config.load import load_settings
+from tempdl.config.secret import ensure_secret_keys
+from tempdl.config.settings import Settings
 from tempdl.errors import CommandError, ConfigError
 from tempdl.web import log_filter as log_hygiene
 

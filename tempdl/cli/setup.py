@@ -25,14 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tempdl import __version__
-from tempdl.config.settings import (
-    DEFAULT_CONFIG_NAME,
-    FILE_ID_PATTERN,
-    SECRET_KEY_FILE,
-    Settings,
-    ensure_secret_keys,
-    load_settings,
-)
+from tempdl.config.keys import default, default_public_url
+from tempdl.config.load import DEFAULT_CONFIG_NAME, load_settings
+from tempdl.config.secret import SECRET_KEY_FILE, ensure_secret_keys
+from tempdl.config.settings import FILE_ID_PATTERN, Settings
 from tempdl.config.toml import example_config, render_config
 from tempdl.errors import CommandError, ConfigError
 from tempdl.links.catalog import Catalog, normalize_keyword
@@ -119,14 +115,13 @@ def _token(value: str) -> str:
 
 def init_values(args: argparse.Namespace, cwd: Path, ask: Callable[[str], str] | None) -> dict[str, object]:
     """The settings init writes: flags first, then answers (`ask` is None off a terminal), then defaults."""
-    address = args.address or "127.0.0.1"
-    port = args.port if args.port is not None else 8000
-    host = f"[{address}]" if ":" in address else address
+    address = args.address or default("address")
+    port = args.port if args.port is not None else default("port")
     public_url = args.public_url
     if public_url is None and ask is not None:
         public_url = _ask(
             "Public URL followers reach this server at (https://... behind nginx)",
-            f"http://{host}:{port}",
+            default_public_url(address, port),
             _check_public_url,
             ask,
         )
@@ -136,9 +131,9 @@ def init_values(args: argparse.Namespace, cwd: Path, ask: Callable[[str], str] |
     return {
         "address": address,
         "port": port,
-        "public_url": _check_public_url(public_url or f"http://{host}:{port}"),
-        "files_dir": str((cwd / (args.files_dir or "static_files")).resolve()),
-        "data_dir": str((cwd / (args.data_dir or "data")).resolve()),
+        "public_url": _check_public_url(public_url or default_public_url(address, port)),
+        "files_dir": str((cwd / (args.files_dir or default("files_dir"))).resolve()),
+        "data_dir": str((cwd / (args.data_dir or default("data_dir"))).resolve()),
         "wechat.token": _token(token or random_wechat_token()),
     }
 

@@ -1,1 +1,2 @@
-"""Configuration: the keys, how they are read (flag > env > file > default), and the secret."""
+"""Configuration: `keys` (the one table of keys), `settings` (the frozen `Settings`), `load`
+(flag > env > file > default), `secret` (the signing key), `toml` and `docs` (what is generated)."""

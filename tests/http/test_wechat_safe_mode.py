@@ -11,7 +11,8 @@ import urllib.parse
 import pytest
 import untangle
 
-from tempdl.config.settings import ensure_secret_keys, load_settings
+from tempdl.config.load import load_settings
+from tempdl.config.secret import ensure_secret_keys
 from tempdl.wechat.crypto import MessageCrypto
 from tempdl.wechat.signature import sha1_signature
 from tests.support import ACCOUNT, FOLLOWER, FakeClock, fresh_nonce, link_path, rows, text_message

@@ -14,8 +14,10 @@ import pytest
 from tempdl import __version__
 from tempdl.cli.main import build_parser, main
 from tempdl.cli.setup import init
-from tempdl.config.settings import _KEYS, load_settings
-from tempdl.config.toml import KEYS, example_config
+from tempdl.config.keys import KEYS
+from tempdl.config.keys import KEYS as _KEYS  # one table: the loader reads what the example documents
+from tempdl.config.load import load_settings
+from tempdl.config.toml import example_config
 from tempdl.links.catalog import Catalog
 from tempdl.web.access_log import quoted
 from tests.support import sample_files

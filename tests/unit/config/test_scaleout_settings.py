@@ -9,7 +9,7 @@ import pytest
 
 from tempdl.cli.main import main
 from tempdl.cli.serve import x_accel_ignored_limits
-from tempdl.config.settings import load_settings
+from tempdl.config.load import load_settings
 from tempdl.errors import ConfigError
 from tests.support import sample_files
 

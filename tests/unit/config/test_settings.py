@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from tempdl.config.settings import ensure_secret_keys, load_settings
+from tempdl.config.load import load_settings
+from tempdl.config.secret import ensure_secret_keys
 from tempdl.errors import ConfigError, LinkInvalid
 from tempdl.links.tokens import LinkSigner
 
