@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from tempdl.audit.log import AuditLog
 from tempdl.errors import AuditUnavailable
@@ -20,10 +21,11 @@ class ProgressNotes:
     dropped: the row is closed with the exact figure when the download ends anyway.
     """
 
-    def __init__(self, audit: AuditLog, attempt_id: int) -> None:
+    def __init__(self, audit: AuditLog, attempt_id: int, *, now: Callable[[], float] = time.monotonic) -> None:
         self.audit = audit
         self.attempt_id = attempt_id
-        self._last_note = time.monotonic()
+        self._now = now
+        self._last_note = now()
         self._unsaved = 0
         self._timer: asyncio.TimerHandle | None = None
         self._writing: set[asyncio.Task] = set()  # referenced, so a pending write is not collected
@@ -31,7 +33,7 @@ class ProgressNotes:
     def __call__(self, sent: int) -> None:
         self._unsaved = sent
         if self._timer is None:
-            due = max(0.0, self._last_note + PROGRESS_INTERVAL - time.monotonic())
+            due = max(0.0, self._last_note + PROGRESS_INTERVAL - self._now())
             self._timer = asyncio.get_running_loop().call_later(due, self._write)
 
     def stop(self) -> None:
@@ -42,7 +44,7 @@ class ProgressNotes:
 
     def _write(self) -> None:
         self._timer = None
-        self._last_note = time.monotonic()
+        self._last_note = self._now()
         task = asyncio.ensure_future(self._save(self._unsaved))
         self._writing.add(task)
         task.add_done_callback(self._writing.discard)

@@ -25,6 +25,7 @@ from tempdl.links.access import Gate, Grant, Refused
 from tempdl.reports.formats import human_bytes
 from tempdl.timeutil import Clock, duration_text
 from tempdl.web.access_log import quoted
+from tempdl.web.attempt_row import AttemptRow
 from tempdl.web.disposition import content_disposition, content_type
 from tempdl.web.handlers.base import RefusalMixin, write_error_page
 from tempdl.web.inflight import InFlight
@@ -55,6 +56,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
 
     attempt: Attempt  # made first thing in `get`; the access log reads it
     grant: Grant  # what `Gate.admit` allowed; every hook below runs after it is set
+    row: AttemptRow  # where the attempt is written
 
     def initialize(  # type: ignore[override]
         self,
@@ -91,6 +93,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             client_ip=self.request.remote_ip,
             user_agent=self.request.headers.get("User-Agent"),
         )
+        self.row = AttemptRow(self.audit, self.clock, self.attempt)
         self.requests_in_flight.enter(self)
         try:
             await self._answer(token, include_body)
@@ -132,7 +135,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.set_headers()
         if self.should_return_304():
             self.set_status(304)
-            return await self._record(Outcome.NOT_MODIFIED)
+            return await self.row.record(Outcome.NOT_MODIFIED, self.get_status())
 
         size = self.get_content_size()
         span = self._requested_span(size)
@@ -140,14 +143,14 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             self.set_status(416)
             self.set_header("Content-Type", "text/plain")
             self.set_header("Content-Range", unsatisfiable_range(size))
-            return await self._record(Outcome.BAD)
+            return await self.row.record(Outcome.BAD, self.get_status())
         if not span.is_whole(size):
             self.set_status(206)
             self.set_header("Content-Range", span.content_range(size))
         self.set_header("Content-Length", span.length)
         self.attempt.range_start, self.attempt.range_end = span.start, (span.end - 1 if span.length else None)
         if not include_body:
-            return await self._record(Outcome.OK)
+            return await self.row.record(Outcome.OK, self.get_status())
         await self._send_download(span)
 
     async def _send_download(self, span: Span) -> None:
@@ -181,14 +184,14 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         write. Only when that write fails is the row corrected to `partial` with what went out.
         """
         self.attempt.bytes_sent = span.length
-        await self._record(Outcome.OK)
+        await self.row.record(Outcome.OK, self.get_status())
         sent = await send_chunks(self, self.grant.path, span.start, span.length)
         if sent != span.length:
             self.attempt.outcome, self.attempt.bytes_sent = Outcome.PARTIAL, sent
-            await self._close_attempt()
+            await self.row.close()
 
     async def _send_large_body(self, span: Span) -> None:
-        attempt_id = await self._open_attempt()
+        attempt_id = await self._open_row()
         if attempt_id is None:
             raise Refused(refusals.USED_UP, f"issuance {self.grant.issuance.id}: last download already taken")
         progress = ProgressNotes(self.audit, attempt_id)
@@ -197,20 +200,17 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         finally:
             progress.stop()
         self.attempt.outcome = Outcome.OK if self.attempt.bytes_sent == span.length else Outcome.PARTIAL
-        await self._close_attempt()
+        await self.row.close()
 
     async def _send_body(self, span: Span, progress: ProgressNotes) -> int:
         """Zero-copy when the socket allows and nothing throttles; else chunks through Tornado."""
         path, start, length = self.grant.path, span.start, span.length
-        limiters = [limiter for limiter in (self._own_limiter(), self.shared_limiter) if limiter is not None]
+        own = RateLimiter(self.limits.rate_per_download) if self.limits.rate_per_download else None
+        limiters = [limiter for limiter in (own, self.shared_limiter) if limiter is not None]
         if not limiters and self.use_sendfile and length > CHUNK_SIZE and zero_copy_possible(self):
             return await send_zero_copy(self, path, start, length, progress=progress)
         chunk_size = chunk_size_for([limiter.rate for limiter in limiters], CHUNK_SIZE)
         return await send_chunks(self, path, start, length, chunk_size=chunk_size, limiters=limiters, progress=progress)
-
-    def _own_limiter(self) -> RateLimiter | None:
-        rate = self.limits.rate_per_download
-        return RateLimiter(rate) if rate else None
 
     async def _hand_to_nginx(self, include_body: bool) -> None:
         """x-accel mode: we decide and record; nginx sends the bytes (Range, HEAD, 304) with sendfile.
@@ -229,11 +229,15 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         if span is not None:
             self.attempt.range_start, self.attempt.range_end = span.start, span.end - 1
         if not include_body:
-            return await self._record(Outcome.OK)
-        attempt_id = await self._open_attempt()
+            return await self.row.record(Outcome.OK, self.get_status())
+        attempt_id = await self._open_row()
         if attempt_id is None:
             raise Refused(refusals.USED_UP, f"issuance {self.grant.issuance.id}: last download already taken")
         self.set_header("X-Tempdl-Attempt", str(attempt_id))
+
+    async def _open_row(self) -> int | None:
+        cap = self.grant.issuance.max_downloads
+        return await self.row.open(self.get_status(), download_cap=cap, file_size=self.grant.size)
 
     def _requested_span(self, size: int) -> Span | None:
         headers = self.request.headers
@@ -297,30 +301,9 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
                     remaining_en=remaining_en,
                 )
             )
-        await self._record(Outcome.LANDING)
+        await self.row.record(Outcome.LANDING, self.get_status())
 
     async def _refuse(self, refusal: refusals.Refusal) -> None:
         self.write_refusal(refusal)
         if refusal.outcome:
-            await self._record(refusal.outcome)
-
-    async def _record(self, outcome: str) -> None:
-        """Write the attempt's finished row in one go: nothing (more) is sent after it."""
-        self.attempt.outcome = outcome
-        self.attempt.http_status = self.get_status()
-        self.attempt.finished_at = self.clock()
-        await self.audit.run(self.audit.record_attempt, self.attempt)
-
-    async def _open_attempt(self) -> int | None:
-        """Write the attempt's row before the first byte; its id, or None when the downloads are used up."""
-        attempt, grant = self.attempt, self.grant
-        attempt.http_status = self.get_status()
-        cap = grant.issuance.max_downloads
-        if cap:
-            claimed = await self.audit.run(self.audit.claim_download, attempt, download_cap=cap, file_size=grant.size)
-            return attempt.id if claimed else None
-        return await self.audit.run(self.audit.open_attempt, attempt)
-
-    async def _close_attempt(self) -> None:
-        self.attempt.finished_at = self.clock()
-        await self.audit.run(self.audit.close_attempt, self.attempt)
+            await self.row.record(refusal.outcome, self.get_status())
