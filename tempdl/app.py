@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 from tornado.web import Application, OutputTransform
 
@@ -14,15 +14,17 @@ from tempdl.links.issuing import DOWNLOAD_ROUTE, Issuer
 from tempdl.links.tokens import LinkSigner
 from tempdl.timeutil import Clock, utc_now
 from tempdl.web.access_log import log_request
-from tempdl.web.handlers.admin import admin_routes
+from tempdl.web.handlers.admin import DashboardHandler, MetricsHandler, Reports, StatsDataHandler
 from tempdl.web.handlers.base import BaseHandler
+from tempdl.web.handlers.basic_auth import FailedLogins
 from tempdl.web.handlers.download import DownloadHandler
 from tempdl.web.handlers.health import HealthHandler
-from tempdl.web.handlers.wechat import WeChatHandler, wechat_handler_arguments
+from tempdl.web.handlers.wechat import ReplyMemory, WeChatHandler, wechat_handler_arguments
 from tempdl.web.inflight import InFlight
 from tempdl.web.templates import PackageLoader
 from tempdl.web.throttle import RateLimiter
 from tempdl.wechat.conversation import Conversation
+from tempdl.wechat.replay import RetryMemory
 
 
 class ServerHeader(OutputTransform):
@@ -38,53 +40,60 @@ class NotFoundHandler(BaseHandler):
         self.send_error(404)
 
 
+@dataclass(frozen=True)
+class AppState:
+    """What an app's requests share while it runs, handed in by whoever needs to look at it:
+    `serve` waits on `requests_in_flight` before it stops; tests read the others."""
+
+    requests_in_flight: InFlight = field(default_factory=InFlight)
+    """Download requests, served or refused, until their audit row is written."""
+    downloads_streaming: InFlight = field(default_factory=InFlight)
+    """Downloads sending bytes right now: what `limits.max_concurrent_downloads` and the
+    `/metrics` gauge count."""
+    wechat_replies: ReplyMemory = field(default_factory=RetryMemory)
+    """The reply to each WeChat message, shared by its resends."""
+
+
 def make_app(
     settings: Settings,
     audit: AuditLog,
     *,
     clock: Clock = utc_now,
-    inflight: InFlight | None = None,
-    **overrides: Any,
+    state: AppState | None = None,
 ) -> Application:
-    inflight = inflight if inflight is not None else InFlight()
+    state = state if state is not None else AppState()
     catalog = Catalog(settings.files_dir, settings.files)
     signer = LinkSigner(settings.secret_keys)
-    issuer = Issuer(settings, audit, signer)
-    gate = Gate(settings, audit, signer, catalog)
-    conversation = Conversation(catalog, issuer, welcome=settings.wechat.welcome)
-    wechat = wechat_handler_arguments(settings.wechat, conversation, clock)
-    streams = InFlight()
+    conversation = Conversation(catalog, Issuer(settings, audit, signer), welcome=settings.wechat.welcome)
+    wechat = wechat_handler_arguments(settings.wechat, conversation, clock, state.wechat_replies)
+    download = {
+        "gate": Gate(settings, audit, signer, catalog),
+        "audit": audit,
+        "clock": clock,
+        "requests_in_flight": state.requests_in_flight,
+        "downloads_streaming": state.downloads_streaming,
+        "shared_limiter": RateLimiter(settings.limits.total_rate) if settings.limits.total_rate else None,
+        "use_sendfile": settings.sendfile,
+        "serve_mode": settings.serve_mode,
+        "x_accel_prefix": settings.x_accel_prefix,
+    }
+    operator = {
+        "reports": Reports(settings, audit.engine, clock, state.downloads_streaming),
+        "failed_logins": FailedLogins(),
+    }
     routes = [
         (settings.wechat.path, WeChatHandler, wechat),
-        (
-            DOWNLOAD_ROUTE + r"([^/]*)",
-            DownloadHandler,
-            {
-                "gate": gate,
-                "audit": audit,
-                "clock": clock,
-                "inflight": inflight,
-                "streams": streams,
-                "shared_limiter": RateLimiter(settings.limits.total_rate) if settings.limits.total_rate else None,
-                "use_sendfile": settings.sendfile,
-                "serve_mode": settings.serve_mode,
-                "x_accel_prefix": settings.x_accel_prefix,
-            },
-        ),
+        (DOWNLOAD_ROUTE + r"([^/]*)", DownloadHandler, download),
         (r"/healthz", HealthHandler, {"audit": audit}),
-        *admin_routes(settings, audit, clock=clock, inflight=streams),  # the gauge counts bytes in flight
+        (r"/admin/?", DashboardHandler, operator),
+        (r"/admin/stats\.json", StatsDataHandler, {**operator, "data_format": "json"}),
+        (r"/admin/stats\.csv", StatsDataHandler, {**operator, "data_format": "csv"}),
+        (r"/metrics", MetricsHandler, operator),
     ]
-    app_settings: dict[str, Any] = {
-        "template_loader": PackageLoader(),
-        "log_function": log_request,
-        "default_handler_class": NotFoundHandler,
-        "transforms": [ServerHeader],
-        "tempdl_settings": settings,
-        "tempdl_issuer": issuer,
-        "tempdl_catalog": catalog,
-        "tempdl_inflight": inflight,
-        "tempdl_wechat_retries": wechat["retries"],
-        "tempdl_streams": streams,
-    }
-    app_settings.update(overrides)
-    return Application(routes, **app_settings)
+    return Application(
+        routes,
+        template_loader=PackageLoader(),
+        log_function=log_request,
+        default_handler_class=NotFoundHandler,
+        transforms=[ServerHeader],
+    )

@@ -18,11 +18,14 @@ from pathlib import Path
 import pytest
 import tornado.httpclient
 
-from tempdl.app import make_app
+from tempdl.app import AppState, make_app
 from tempdl.audit.log import AuditLog
 from tempdl.cli.serve import make_http_server, prepare_audit
 from tempdl.config.load import load_settings
 from tempdl.config.secret import ensure_secret_keys
+from tempdl.links.catalog import Catalog
+from tempdl.links.issuing import Issuer
+from tempdl.links.tokens import LinkSigner
 from tempdl.web.inflight import InFlight
 from tests.databases import BOTH_DATABASES, PostgresDatabases
 from tests.support import FakeClock, fresh_nonce, rows, sample_files, signed_query
@@ -125,12 +128,19 @@ def audit(settings):
 
 @pytest.fixture
 def inflight() -> InFlight:
+    """The app's download requests in flight: wait for it to be idle before reading their rows."""
     return InFlight()
 
 
 @pytest.fixture
-def app(settings, audit: AuditLog, clock: FakeClock, inflight: InFlight):
-    return make_app(settings, audit, clock=clock, inflight=inflight)
+def app_state(inflight: InFlight) -> AppState:
+    """What the app's requests share (downloads streaming, WeChat replies), for tests to look at."""
+    return AppState(requests_in_flight=inflight)
+
+
+@pytest.fixture
+def app(settings, audit: AuditLog, clock: FakeClock, app_state: AppState):
+    return make_app(settings, audit, clock=clock, state=app_state)
 
 
 @pytest.fixture
@@ -159,10 +169,10 @@ def fetch(http_client, base_url):
 
 
 @pytest.fixture
-def issue_link(app, audit: AuditLog, clock: FakeClock):
+def issue_link(settings, audit: AuditLog, clock: FakeClock):
     """`await issue_link(file_id, **kwargs)` -> the link's path, issued as the CLI would, at `clock`."""
-    issuer = app.settings["tempdl_issuer"]
-    catalog = app.settings["tempdl_catalog"]
+    issuer = Issuer(settings, audit, LinkSigner(settings.secret_keys))
+    catalog = Catalog(settings.files_dir, settings.files)
 
     async def _issue(file_id: str, recipient: str | None = "tester", **kwargs) -> str:
         offered = catalog.by_id(file_id)

@@ -16,14 +16,13 @@ import signal
 from tornado.httpserver import HTTPServer
 
 from tempdl import __version__
-from tempdl.app import make_app
+from tempdl.app import AppState, make_app
 from tempdl.audit.engine import integrity_problem, make_engine, upgrade, upgrade_in_child_process
 from tempdl.audit.log import AuditLog
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import utc_now
 from tempdl.web.access_log import quoted
-from tempdl.web.inflight import InFlight
 
 log = logging.getLogger("tempdl.server")
 
@@ -118,8 +117,9 @@ def settle_startup_objects() -> None:
 
 async def serve_until_stopped(settings: Settings) -> None:
     audit = prepare_audit(settings, migrate_in_child=True)
-    inflight = InFlight()
-    app = make_app(settings, audit, inflight=inflight)
+    state = AppState()
+    inflight = state.requests_in_flight  # shutdown waits for these rows
+    app = make_app(settings, audit, state=state)
     server = make_http_server(app, settings)
     try:
         server.listen(settings.port, settings.address)

@@ -318,8 +318,8 @@ async def test_stats_json_and_the_cli_give_the_same_report(admin, history, setti
 
 
 @pytest.mark.gen_test
-async def test_metrics_in_prometheus_text_format(admin, history, app):
-    app.settings["tempdl_streams"].enter("a download sending bytes")
+async def test_metrics_in_prometheus_text_format(admin, history, app_state):
+    app_state.downloads_streaming.enter("a download sending bytes")
     response = await admin("/metrics")
     assert response.code == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=")

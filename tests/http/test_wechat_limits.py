@@ -203,9 +203,9 @@ class TestAuditTrouble:
         return ""
 
     @pytest.fixture
-    def app(self, settings, audit, clock, inflight, monkeypatch):
+    def app(self, settings, audit, clock, app_state, monkeypatch):
         monkeypatch.setattr(wechat_handlers, "REPLY_DEADLINE_SECONDS", 0.2)
-        return make_app(settings, audit, clock=clock, inflight=inflight)
+        return make_app(settings, audit, clock=clock, state=app_state)
 
     @pytest.mark.gen_test
     async def test_a_locked_database_gets_a_polite_reply_before_wechat_gives_up(

@@ -57,8 +57,8 @@ async def test_a_resend_with_the_same_query_string_is_not_a_replay(wechat_post, 
 
 
 @pytest.mark.gen_test
-async def test_resends_while_the_first_try_is_still_working_share_it(wechat_post, app, audit, settings):
-    retries = app.settings["tempdl_wechat_retries"]
+async def test_resends_while_the_first_try_is_still_working_share_it(wechat_post, app_state, audit, settings):
+    retries = app_state.wechat_replies
     audit_thread_free = threading.Event()
     blocker = asyncio.ensure_future(audit.run(audit_thread_free.wait))  # a busy audit thread
     # On SQLite the insert first runs on the event loop and only goes to the audit thread when

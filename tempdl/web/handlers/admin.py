@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from tempdl.audit.log import AuditLog
 from tempdl.config.settings import Settings
 from tempdl.links import refusals
 from tempdl.links.refusals import Refusal
@@ -86,11 +85,11 @@ class ReportUnavailable(Exception):
 class Reports:
     """What the operator pages share: the audit engine, settings, clock, query thread and metrics."""
 
-    def __init__(self, settings: Settings, engine: Engine, clock: Clock, inflight: InFlight) -> None:
+    def __init__(self, settings: Settings, engine: Engine, clock: Clock, downloads_streaming: InFlight) -> None:
         self.settings = settings
         self.engine = engine
         self.clock = clock
-        self._inflight = inflight
+        self._downloads_streaming = downloads_streaming  # the gauge on /metrics
         self._registry = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-reports")
 
@@ -101,7 +100,7 @@ class Reports:
         if self._registry is None:
             from tempdl.reports.metrics import make_registry
 
-            self._registry = make_registry(self.engine, self._inflight)
+            self._registry = make_registry(self.engine, self._downloads_streaming)
         return self._registry
 
     async def run(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -270,14 +269,3 @@ class MetricsHandler(AdminHandler):
             return
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.write(body)
-
-
-def admin_routes(settings: Settings, audit: AuditLog, *, clock: Clock, inflight: InFlight) -> list[tuple]:
-    """The operator routes, for `make_app`'s table."""
-    reports = {"reports": Reports(settings, audit.engine, clock, inflight), "failed_logins": FailedLogins()}
-    return [
-        (r"/admin/?", DashboardHandler, reports),
-        (r"/admin/stats\.json", StatsDataHandler, {**reports, "data_format": "json"}),
-        (r"/admin/stats\.csv", StatsDataHandler, {**reports, "data_format": "csv"}),
-        (r"/metrics", MetricsHandler, reports),
-    ]

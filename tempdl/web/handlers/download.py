@@ -1,93 +1,71 @@
 """`GET`/`HEAD /api/get_file/{token}`: check the link, then serve the file as StaticFileHandler does.
 
-We extend `tornado.web.StaticFileHandler` and keep its parts: path confinement and symlink checks
-(`validate_absolute_path`), `set_headers`, `should_return_304`, content types. What we add: the
-token and audit around it, an ETag from size/mtime/inode instead of hashing the whole file on the
-event loop, If-Range, no multipart ranges, and a body loop that counts the bytes that really went
-out. Every request, served or refused, ends as one `download_attempts` row.
+Every request, served or refused, ends as one `download_attempts` row. The decisions live in
+modules of their own, free of Tornado: `tempdl.links.access` (may this link have the file),
+`tempdl.web.previews` (is this a person or a preview), `tempdl.web.ranges` (which bytes),
+`tempdl.web.disposition` (the name and type the browser sees), and `tempdl.web.streaming` (the
+bytes, counted).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
-import email.utils
-import functools
 import logging
-import mimetypes
-import re
-import time
-import unicodedata
+import os
 import urllib.parse
 from typing import Any
 
-from tornado import httputil
 from tornado.web import StaticFileHandler
 
 from tempdl.audit.log import AuditLog
-from tempdl.audit.records import Attempt
+from tempdl.audit.records import Attempt, Outcome
 from tempdl.errors import AuditUnavailable
 from tempdl.links import refusals
 from tempdl.links.access import Gate, Grant, Refused
 from tempdl.reports.formats import human_bytes
 from tempdl.timeutil import Clock, duration_text
 from tempdl.web.access_log import quoted
+from tempdl.web.attempt_row import AttemptRow
+from tempdl.web.disposition import content_disposition, content_type
 from tempdl.web.handlers.base import RefusalMixin, write_error_page
 from tempdl.web.inflight import InFlight
+from tempdl.web.previews import is_preview
+from tempdl.web.progress import ProgressNotes
+from tempdl.web.ranges import Span, requested_span, resumes, unsatisfiable_range
 from tempdl.web.streaming import CHUNK_SIZE, send_chunks, send_zero_copy, zero_copy_possible
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 
 log = logging.getLogger("tempdl.download")
-PROGRESS_INTERVAL = 5.0  # seconds between bytes-so-far notes in a long download's row
-
-PREVIEW_AGENTS = re.compile(
-    r"MicroMessenger|facebookexternalhit|Facebot|Twitterbot|Slackbot|Discordbot|TelegramBot|WhatsApp|"
-    r"LinkedInBot|SkypeUriPreview|Embedly|Iframely|redditbot|Applebot|Pinterest|vkShare|Googlebot|"
-    r"bingbot|Bytespider|Mattermost|Synapse",
-    re.IGNORECASE,
-)
-
-
-def is_preview(headers: httputil.HTTPHeaders) -> bool:
-    """WeChat's in-app browser, link-preview bots and prefetches: they get a page, never bytes."""
-    purpose = (headers.get("Sec-Purpose", "") + headers.get("Purpose", "") + headers.get("X-Moz", "")).lower()
-    if "prefetch" in purpose or "preview" in purpose:
-        return True
-    user_agent = headers.get("User-Agent", "")
-    if len(user_agent) > 512:  # not worth remembering, and 1,024 of them would hold megabytes
-        return bool(PREVIEW_AGENTS.search(user_agent))
-    return _is_preview_agent(user_agent)
-
-
-@functools.lru_cache(maxsize=1024)
-def _is_preview_agent(user_agent: str) -> bool:
-    """Remembered per User-Agent: the search costs ~15 µs on a browser's long one, and a server
-    sees the same few agents over and over."""
-    return bool(PREVIEW_AGENTS.search(user_agent))
-
-
-def content_disposition(name: str) -> str:
-    """`attachment` with an ASCII `filename=` and, for other names, RFC 5987 `filename*=`."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    ascii_name = re.sub(r"[^A-Za-z0-9._()+ -]", "_", ascii_name).strip(" .") or "download"
-    if "." in name and "." not in ascii_name:
-        ascii_name += "." + name.rsplit(".", 1)[1].encode("ascii", "ignore").decode() or ""
-    header = f'attachment; filename="{ascii_name}"'
-    if ascii_name != name:
-        header += "; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
-    return header
 
 
 class DownloadHandler(RefusalMixin, StaticFileHandler):
+    """`StaticFileHandler` behind a signed link, with its audit row and limits.
+
+    Kept from Tornado: `set_headers`, `should_return_304`, the ETag check, and the hooks its
+    subclassing notes name (`compute_etag`, `get_content_size`, `get_modified_time`,
+    `get_content_type`, `get_cache_time`, `set_extra_headers`). The size, date and ETag come from
+    the stat the catalogue took when it confined the path to `files_dir`, so the file is looked
+    at once per request and the three always agree.
+
+    Where we leave the hooks, and why: `get` is overridden, because Tornado's `get` writes the
+    chunks of `get_content` itself, and a download's body must instead go out after its audit row
+    is committed, through `os.sendfile` or a throttle, counted to the byte. `_serve` keeps the
+    steps of `StaticFileHandler.get` in the same order. Also ours: an ETag from inode, size and
+    mtime instead of hashing the file on the event loop, If-Range, and no multipart ranges.
+    """
+
+    attempt: Attempt  # made first thing in `get`; the access log reads it
+    grant: Grant  # what `Gate.admit` allowed; every hook below runs after it is set
+    row: AttemptRow  # where the attempt is written
+
     def initialize(  # type: ignore[override]
         self,
         *,
         gate: Gate,
         audit: AuditLog,
         clock: Clock,
-        inflight: InFlight,
-        streams: InFlight,
+        requests_in_flight: InFlight,
+        downloads_streaming: InFlight,
         shared_limiter: RateLimiter | None,
         use_sendfile: bool,
         serve_mode: str,
@@ -97,19 +75,14 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.gate = gate
         self.audit = audit
         self.clock = clock
-        self.inflight = inflight  # every download request, so shutdown can wait for its row
-        self.streams = streams  # the ones sending bytes right now (max_concurrent_downloads)
+        self.requests_in_flight = requests_in_flight
+        self.downloads_streaming = downloads_streaming
         self.shared_limiter = shared_limiter  # limits.total_rate, shared by all downloads
         self.limits = gate.settings.limits
         self.use_sendfile = use_sendfile
         self.serve_mode = serve_mode
         self.x_accel_prefix = x_accel_prefix
-        self.grant: Grant | None = None
-        self.attempt: Attempt | None = None
-        self._last_checkpoint = time.monotonic()
-        self._unsaved_progress = 0
-        self._progress_timer: asyncio.TimerHandle | None = None
-        self._background: set[asyncio.Task] = set()
+        self.served_stat: os.stat_result | None = None  # set when the answer is the file itself
 
     def head(self, token: str):  # type: ignore[override]
         return self.get(token, include_body=False)
@@ -120,7 +93,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             client_ip=self.request.remote_ip,
             user_agent=self.request.headers.get("User-Agent"),
         )
-        self.inflight.enter(self)
+        self.row = AttemptRow(self.audit, self.clock, self.attempt)
+        self.requests_in_flight.enter(self)
         try:
             await self._answer(token, include_body)
         except AuditUnavailable:
@@ -128,22 +102,23 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             if not self._headers_written:
                 self.write_refusal(refusals.UNAVAILABLE)
         finally:
-            self.inflight.leave(self)
+            self.requests_in_flight.leave(self)
 
     async def _answer(self, token: str, include_body: bool) -> None:
-        attempt = self.attempt
-        assert attempt is not None
         try:
-            self.grant = await self.gate.admit(token, attempt, resumes=self._resumes())
+            self.grant = await self.gate.admit(token, self.attempt, resumes=resumes(self.request.headers.get("Range")))
+            self.path = self.grant.offered.path
             if is_preview(self.request.headers):
                 await self._show_landing_page()
+            elif self.serve_mode == "x-accel":
+                await self._hand_to_nginx(include_body)
             else:
                 await self._serve(include_body)
         except Refused as refused:
             log.info(
                 "event=download_refused reason=%s issuance=%s detail=%s",
                 refused.refusal.reason,
-                attempt.issuance_id,
+                self.attempt.issuance_id,
                 quoted(refused.detail),
             )
             await self._refuse(refused.refusal)
@@ -151,89 +126,91 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
     # --- the story of a served download --------------------------------------------------------
 
     async def _serve(self, include_body: bool) -> None:
-        grant, attempt = self.grant, self.attempt
-        assert grant is not None and attempt is not None
-        self.path = grant.offered.path
-        if self.serve_mode == "x-accel":
-            return await self._hand_to_nginx(include_body)
+        """`StaticFileHandler.get`'s steps: headers, 304, the range, then the body."""
         # The catalogue already confined the path to files_dir and stat'ed it: StaticFileHandler's
         # validate_absolute_path would only do the same work again.
-        self.absolute_path = str(grant.path)
-        self._stat_result = grant.stat
+        self.absolute_path = str(self.grant.path)
+        self.served_stat = self.grant.stat
         self.modified = self.get_modified_time()
         self.set_headers()
         if self.should_return_304():
             self.set_status(304)
-            return await self._record(outcome="not_modified")
+            return await self.row.record(Outcome.NOT_MODIFIED, self.get_status())
 
         size = self.get_content_size()
         span = self._requested_span(size)
         if span is None:
             self.set_status(416)
             self.set_header("Content-Type", "text/plain")
-            self.set_header("Content-Range", f"bytes */{size}")
-            return await self._record(outcome="bad")
-        start, end = span  # end is exclusive
-        if (start, end) != (0, size):
+            self.set_header("Content-Range", unsatisfiable_range(size))
+            return await self.row.record(Outcome.BAD, self.get_status())
+        if not span.is_whole(size):
             self.set_status(206)
-            self.set_header("Content-Range", httputil._get_content_range(start, end, size))
-        self.set_header("Content-Length", end - start)
-        attempt.range_start, attempt.range_end = start, (end - 1 if end > start else None)
+            self.set_header("Content-Range", span.content_range(size))
+        self.set_header("Content-Length", span.length)
+        self.attempt.range_start, self.attempt.range_end = span.start, (span.end - 1 if span.length else None)
         if not include_body:
-            return await self._record(outcome="ok")
-        await self._send_download(start, end - start)
+            return await self.row.record(Outcome.OK, self.get_status())
+        await self._send_download(span)
 
-    async def _send_download(self, start: int, length: int) -> None:
+    async def _send_download(self, span: Span) -> None:
         """The body: limits that apply only to bytes, the row before the first byte, the bytes.
 
         The concurrency slot is taken in the same step as the check (nothing awaits in between),
         so downloads arriving together cannot all squeeze under the cap.
         """
         cap = self.limits.max_concurrent_downloads
-        if cap and len(self.streams) >= cap:
-            raise Refused(refusals.BUSY, f"{len(self.streams)} downloads already streaming")
-        self.streams.enter(self)
+        if cap and len(self.downloads_streaming) >= cap:
+            raise Refused(refusals.BUSY, f"{len(self.downloads_streaming)} downloads already streaming")
+        self.downloads_streaming.enter(self)
         try:
-            if self._fits_one_write(length):
-                await self._send_small_body(start, length)
+            if self._fits_one_write(span.length):
+                await self._send_small_body(span)
             else:
-                await self._send_large_body(start, length)
+                await self._send_large_body(span)
         finally:
-            self.streams.leave(self)
-
-    async def _send_large_body(self, start: int, length: int) -> None:
-        grant, attempt = self.grant, self.attempt
-        assert grant is not None and attempt is not None
-        if not await self._open_attempt():
-            raise Refused(refusals.USED_UP, f"issuance {grant.issuance.id}: last download already taken")
-        attempt.bytes_sent = await self._send_body(start, length)
-        if self._progress_timer is not None:
-            self._progress_timer.cancel()
-        attempt.outcome = "ok" if attempt.bytes_sent == length else "partial"
-        await self._close_attempt()
+            self.downloads_streaming.leave(self)
 
     def _fits_one_write(self, length: int) -> bool:
         """A body the kernel takes in one write: no cap to claim, no throttle, one chunk."""
-        assert self.grant is not None
         throttled = self.limits.rate_per_download or self.shared_limiter is not None
         return length <= CHUNK_SIZE and not throttled and not self.grant.issuance.max_downloads
 
-    async def _send_small_body(self, start: int, length: int) -> None:
+    async def _send_small_body(self, span: Span) -> None:
         """One audit write instead of two for a small file.
 
         The row is committed before the first byte, as always, but already as what will almost
         surely happen (`ok`, every byte, finished): the whole body goes to the kernel in one
         write. Only when that write fails is the row corrected to `partial` with what went out.
         """
-        attempt = self.attempt
-        assert attempt is not None
-        attempt.bytes_sent = length
-        await self._record(outcome="ok")
-        assert self.grant is not None
-        sent = await send_chunks(self, self.grant.path, start, length)
-        if sent != length:
-            attempt.outcome, attempt.bytes_sent = "partial", sent
-            await self._close_attempt()
+        self.attempt.bytes_sent = span.length
+        await self.row.record(Outcome.OK, self.get_status())
+        sent = await send_chunks(self, self.grant.path, span.start, span.length)
+        if sent != span.length:
+            self.attempt.outcome, self.attempt.bytes_sent = Outcome.PARTIAL, sent
+            await self.row.close()
+
+    async def _send_large_body(self, span: Span) -> None:
+        attempt_id = await self._open_row()
+        if attempt_id is None:
+            raise Refused(refusals.USED_UP, f"issuance {self.grant.issuance.id}: last download already taken")
+        progress = ProgressNotes(self.audit, attempt_id)
+        try:
+            self.attempt.bytes_sent = await self._send_body(span, progress)
+        finally:
+            progress.stop()
+        self.attempt.outcome = Outcome.OK if self.attempt.bytes_sent == span.length else Outcome.PARTIAL
+        await self.row.close()
+
+    async def _send_body(self, span: Span, progress: ProgressNotes) -> int:
+        """Zero-copy when the socket allows and nothing throttles; else chunks through Tornado."""
+        path, start, length = self.grant.path, span.start, span.length
+        own = RateLimiter(self.limits.rate_per_download) if self.limits.rate_per_download else None
+        limiters = [limiter for limiter in (own, self.shared_limiter) if limiter is not None]
+        if not limiters and self.use_sendfile and length > CHUNK_SIZE and zero_copy_possible(self):
+            return await send_zero_copy(self, path, start, length, progress=progress)
+        chunk_size = chunk_size_for([limiter.rate for limiter in limiters], CHUNK_SIZE)
+        return await send_chunks(self, path, start, length, chunk_size=chunk_size, limiters=limiters, progress=progress)
 
     async def _hand_to_nginx(self, include_body: bool) -> None:
         """x-accel mode: we decide and record; nginx sends the bytes (Range, HEAD, 304) with sendfile.
@@ -242,129 +219,65 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         by the attempt id we put in the X-Tempdl-Attempt header. Content-Type, Content-Disposition
         and Cache-Control pass through nginx's internal redirect unchanged.
         """
-        grant, attempt = self.grant, self.attempt
-        assert grant is not None and attempt is not None
         self.set_header("Content-Type", self.get_content_type())
         self.set_extra_headers(self.path)
-        self.set_header("X-Accel-Redirect", self.x_accel_prefix + urllib.parse.quote(grant.offered.path))
+        self.set_header("X-Accel-Redirect", self.x_accel_prefix + urllib.parse.quote(self.grant.offered.path))
         if self.limits.rate_per_download:
             self.set_header("X-Accel-Limit-Rate", str(self.limits.rate_per_download))
         self.modified = None
-        span = self._requested_span(grant.size)
+        span = self._requested_span(self.grant.size)
         if span is not None:
-            attempt.range_start, attempt.range_end = span[0], span[1] - 1
+            self.attempt.range_start, self.attempt.range_end = span.start, span.end - 1
         if not include_body:
-            return await self._record(outcome="ok")
-        if not await self._open_attempt():
-            raise Refused(refusals.USED_UP, f"issuance {grant.issuance.id}: last download already taken")
-        self.set_header("X-Tempdl-Attempt", str(attempt.id))
+            return await self.row.record(Outcome.OK, self.get_status())
+        attempt_id = await self._open_row()
+        if attempt_id is None:
+            raise Refused(refusals.USED_UP, f"issuance {self.grant.issuance.id}: last download already taken")
+        self.set_header("X-Tempdl-Attempt", str(attempt_id))
 
-    async def _send_body(self, start: int, length: int) -> int:
-        """Zero-copy when the socket allows and nothing throttles; else chunks through Tornado."""
-        assert self.grant is not None
-        path = self.grant.path
-        limiters = [limiter for limiter in (self._own_limiter(), self.shared_limiter) if limiter is not None]
-        if not limiters and self.use_sendfile and length > CHUNK_SIZE and zero_copy_possible(self):
-            return await send_zero_copy(self, path, start, length, progress=self._checkpoint)
-        chunk_size = chunk_size_for([limiter.rate for limiter in limiters], CHUNK_SIZE)
-        return await send_chunks(
-            self, path, start, length, chunk_size=chunk_size, limiters=limiters, progress=self._checkpoint
+    async def _open_row(self) -> int | None:
+        cap = self.grant.issuance.max_downloads
+        return await self.row.open(self.get_status(), download_cap=cap, file_size=self.grant.size)
+
+    def _requested_span(self, size: int) -> Span | None:
+        headers = self.request.headers
+        return requested_span(
+            headers.get("Range"),
+            size,
+            if_range=headers.get("If-Range"),
+            etag=self.compute_etag(),
+            modified=self.modified,
         )
-
-    def _checkpoint(self, sent: int) -> None:
-        """Note a long download's bytes so far in its row, at most every PROGRESS_INTERVAL seconds.
-
-        Only a crash needs this: the row then shows roughly what went out instead of 0. A figure
-        that arrives too early is kept and written when the interval is up, so the bytes of a
-        burst followed by a stalled client are noted too.
-        """
-        self._unsaved_progress = sent
-        if self._progress_timer is None and self.attempt is not None and self.attempt.id is not None:
-            due = max(0.0, self._last_checkpoint + PROGRESS_INTERVAL - time.monotonic())
-            self._progress_timer = asyncio.get_running_loop().call_later(due, self._write_progress)
-
-    def _write_progress(self) -> None:
-        self._progress_timer = None
-        self._last_checkpoint = time.monotonic()
-        assert self.attempt is not None and self.attempt.id is not None
-        task = asyncio.ensure_future(self._save_progress(self.attempt.id, self._unsaved_progress))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _save_progress(self, attempt_id: int, sent: int) -> None:
-        with contextlib.suppress(AuditUnavailable):
-            await self.audit.run(self.audit.note_progress, attempt_id, sent)
-
-    def _own_limiter(self) -> RateLimiter | None:
-        rate = self.limits.rate_per_download
-        return RateLimiter(rate) if rate else None
-
-    def _requested_span(self, size: int) -> tuple[int, int] | None:
-        """The byte span to send as (start, exclusive end), or None when unsatisfiable (416).
-
-        A malformed or multi-range header is ignored (whole file), so no request can make us send
-        more bytes than the file has; so is a Range whose If-Range no longer matches the file,
-        so a resumed download never splices two versions together.
-        """
-        header = self.request.headers.get("Range")
-        if not header or not self._if_range_matches():
-            return (0, size)
-        parsed = httputil._parse_request_range(header)
-        if parsed is None:
-            return (0, size)
-        start, end = parsed
-        if start is not None and start < 0:  # suffix range: the last -start bytes
-            start = max(0, start + size)
-        if (start is not None and (start >= size or (end is not None and start >= end))) or end == 0:
-            return None
-        start = start or 0
-        end = size if end is None else min(end, size)
-        return (start, end)
-
-    def _if_range_matches(self) -> bool:
-        validator = self.request.headers.get("If-Range")
-        if not validator:
-            return True
-        validator = validator.strip()
-        if validator.startswith('"'):
-            return validator == self.compute_etag()
-        try:
-            since = email.utils.parsedate_to_datetime(validator)
-        except (TypeError, ValueError, OverflowError):  # OverflowError: an absurd zone offset
-            return False
-        return self.modified is not None and since == self.modified
-
-    def _resumes(self) -> bool:
-        parsed = httputil._parse_request_range(self.request.headers.get("Range", ""))
-        return bool(parsed and parsed[0] is not None and parsed[0] > 0)
 
     # --- StaticFileHandler hooks ---------------------------------------------------------------
 
     def compute_etag(self) -> str | None:
-        """A strong ETag from inode, size and mtime: cheap, and it changes when the file does."""
-        stat = getattr(self, "_stat_result", None)
+        """A strong ETag from inode, size and mtime: cheap, and it changes when the file does.
+
+        None unless the answer is the file itself: a landing page or a handover to nginx has none.
+        """
+        stat = self.served_stat
         if stat is None:
             return None
         return f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+
+    def get_content_size(self) -> int:
+        return self.grant.size
+
+    def get_modified_time(self) -> datetime.datetime | None:
+        """Whole seconds, as Tornado's own: HTTP dates carry no fractions."""
+        return datetime.datetime.fromtimestamp(int(self.grant.stat.st_mtime), datetime.UTC)
 
     def get_cache_time(self, path: str, modified: datetime.datetime | None, mime_type: str) -> int:
         return 0
 
     def set_extra_headers(self, path: str) -> None:
-        assert self.grant is not None
         self.set_header("Content-Disposition", content_disposition(self.grant.offered.name))
         self.set_header("Cache-Control", "private, no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
     def get_content_type(self) -> str:
-        return super().get_content_type() if self.grant is None else self._type_for(self.grant.offered.name)
-
-    @staticmethod
-    def _type_for(name: str) -> str:
-        mime_type, encoding = mimetypes.guess_type(name)
-        if encoding or not mime_type:
-            return "application/octet-stream"
-        return mime_type
+        return content_type(self.grant.offered.name)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         write_error_page(self, status_code)
@@ -372,11 +285,9 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
     # --- pages and audit ---------------------------------------------------------------------------
 
     async def _show_landing_page(self) -> None:
-        grant, attempt = self.grant, self.attempt
-        assert grant is not None and attempt is not None
-        remaining = int((grant.issuance.expires_at - attempt.started_at).total_seconds())
+        grant = self.grant
+        remaining = int((grant.issuance.expires_at - self.attempt.started_at).total_seconds())
         remaining_zh, remaining_en = duration_text(remaining)
-        size = grant.size
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -385,39 +296,14 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
                 self.render_string(
                     "landing.html",
                     name=grant.offered.name,
-                    size=human_bytes(size),
+                    size=human_bytes(grant.size),
                     remaining_zh=remaining_zh,
                     remaining_en=remaining_en,
                 )
             )
-        await self._record(outcome="landing")
+        await self.row.record(Outcome.LANDING, self.get_status())
 
     async def _refuse(self, refusal: refusals.Refusal) -> None:
         self.write_refusal(refusal)
         if refusal.outcome:
-            await self._record(outcome=refusal.outcome)
-
-    async def _record(self, *, outcome: str) -> None:
-        attempt = self.attempt
-        assert attempt is not None
-        attempt.outcome = outcome
-        attempt.http_status = self.get_status()
-        attempt.finished_at = self.clock()
-        await self.audit.run(self.audit.record_attempt, attempt)
-
-    async def _open_attempt(self) -> bool:
-        """Write the attempt's row before the first byte; False when the link's downloads are used up."""
-        attempt, grant = self.attempt, self.grant
-        assert attempt is not None and grant is not None
-        attempt.http_status = self.get_status()
-        cap = grant.issuance.max_downloads
-        if cap:
-            return await self.audit.run(self.audit.claim_download, attempt, download_cap=cap, file_size=grant.size)
-        await self.audit.run(self.audit.open_attempt, attempt)
-        return True
-
-    async def _close_attempt(self) -> None:
-        attempt = self.attempt
-        assert attempt is not None
-        attempt.finished_at = self.clock()
-        await self.audit.run(self.audit.close_attempt, attempt)
+            await self.row.record(refusal.outcome, self.get_status())

@@ -46,7 +46,9 @@ REPLY_DEADLINE_SECONDS = 3.0
 ReplyMemory = RetryMemory[tuple[str, str], "str | None"]
 
 
-def wechat_handler_arguments(wechat: WeChatSettings, conversation: Conversation, clock: Clock) -> dict[str, Any]:
+def wechat_handler_arguments(
+    wechat: WeChatSettings, conversation: Conversation, clock: Clock, retries: ReplyMemory
+) -> dict[str, Any]:
     """What `WeChatHandler.initialize` needs; the memories live as long as the app does."""
     crypto = None
     if wechat.token and wechat.encoding_aes_key and wechat.app_id:
@@ -56,7 +58,7 @@ def wechat_handler_arguments(wechat: WeChatSettings, conversation: Conversation,
         "conversation": conversation,
         "clock": clock,
         "crypto": crypto,
-        "retries": RetryMemory(),
+        "retries": retries,
         "nonces": NonceLedger(window=wechat.max_clock_skew) if wechat.max_clock_skew else None,
         "reply_deadline": REPLY_DEADLINE_SECONDS,
     }
