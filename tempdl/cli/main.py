@@ -132,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings | None) -> int:
-    from tempdl.cli import commands
-    from tempdl.cli import setup as setup_commands
+    from tempdl.cli import init as setup_commands
+    from tempdl.cli import maintenance as commands
 
     handlers = {
         "serve": commands.serve,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tempdl import __version__
+from tempdl.cli.init import init
 from tempdl.cli.main import build_parser, main
-from tempdl.cli.setup import init
 from tempdl.config.settings import _KEYS, load_settings
 from tempdl.config.toml import KEYS, example_config
 from tempdl.links.catalog import Catalog
