@@ -1,117 +1,35 @@
-"""What each CLI subcommand does, given parsed arguments and settings. Output goes to stdout."""
+"""`db upgrade`, `prune` and `ingest-nginx-log`: keeping the audit database current and small.
+
+They run from cron and deploy scripts next to a running server; each prints one summary line.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import re
-import sys
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, exists, inspect, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import delete, exists, select
 
 from tempdl.audit.engine import make_engine, upgrade
 from tempdl.audit.log import AuditLog
+from tempdl.audit.nginx_log import ingest
 from tempdl.audit.tables import DownloadAttempt, Issuance
 from tempdl.config.settings import Settings
-from tempdl.errors import CommandError, LinkInvalid
-from tempdl.links.catalog import Catalog
-from tempdl.links.issuing import Issuer
-from tempdl.links.tokens import LinkSigner
-from tempdl.reports import formats as report_format
-from tempdl.reports.stats import Period, Report, Totals, build_report
+from tempdl.errors import CommandError
 from tempdl.timeutil import utc_now
 
 
-def _open_audit(settings: Settings) -> AuditLog:
+def open_audit(settings: Settings) -> AuditLog:
+    """The audit log the writing commands use, migrated to the newest schema first."""
     engine = make_engine(settings.database_url)
     upgrade(engine)
     return AuditLog(engine)
 
 
-def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from tempdl.cli.serve import run_server
-
-    return run_server(settings)
-
-
 def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    _open_audit(settings).close()
+    open_audit(settings).close()
     print("database is at the newest schema")
-    return 0
-
-
-def issue(args: argparse.Namespace, settings: Settings) -> int:
-    offered = Catalog(settings.files_dir, settings.files).by_id(args.file_id)
-    if offered is None:
-        raise CommandError(f"no file with id {args.file_id!r} is on offer (see files_dir and [[files]])")
-    audit = _open_audit(settings)
-    try:
-        issued = Issuer(settings, audit, LinkSigner(settings.secret_keys)).issue(
-            offered,
-            recipient=args.recipient,
-            channel="cli",
-            now=utc_now(),
-            ttl=args.ttl,
-            max_downloads=args.max_downloads,
-        )
-    finally:
-        audit.close()
-    print(issued.url)
-    return 0
-
-
-def _report_engine(settings: Settings) -> Engine | None:
-    """The audit database to report on; None when there is none yet (and none is created)."""
-    url = make_url(settings.database_url)
-    is_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if is_file and not Path(str(url.database)).is_file():
-        return None
-    engine = make_engine(settings.database_url)
-    if not inspect(engine).has_table(DownloadAttempt.__tablename__):
-        engine.dispose()
-        return None
-    return engine
-
-
-def stats(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the report. Read-only: it never migrates or writes the audit database, so it is safe
-    next to a running server, against a replica or on a copy; no database yet is an empty report."""
-    try:
-        period = Period(args.since, args.until, settings.zone)
-    except ValueError:
-        raise CommandError(f"--since {args.since} is after --until {args.until}") from None
-    report = Report(period, args.by, Totals(), [])
-    engine = _report_engine(settings)
-    if engine is not None:
-        try:
-            report = build_report(engine, period, args.by)
-        finally:
-            engine.dispose()
-    sys.stdout.write(report_format.FORMATS[args.format](report))
-    return 0
-
-
-def _issuance_id(target: str, settings: Settings) -> int:
-    if target.isdigit():
-        return int(target)
-    token = re.sub(r"^.*/api/get_file/", "", target.strip()).split("?")[0]
-    try:
-        return LinkSigner(settings.secret_keys).read(token).issuance_id
-    except LinkInvalid:
-        raise CommandError("that is neither an issuance id nor a link signed by this server") from None
-
-
-def revoke(args: argparse.Namespace, settings: Settings) -> int:
-    issuance_id = _issuance_id(args.target, settings)
-    audit = _open_audit(settings)
-    try:
-        if not audit.revoke(issuance_id, utc_now()):
-            raise CommandError(f"no issuance with id {issuance_id}")
-    finally:
-        audit.close()
-    print(f"revoked issuance {issuance_id}")
     return 0
 
 
@@ -125,7 +43,7 @@ def prune(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError("--older-than must be at least 1 day")
     cutoff = utc_now() - datetime.timedelta(days=args.older_than)
     attempts, issuances = DownloadAttempt.__table__, Issuance.__table__
-    audit = _open_audit(settings)
+    audit = open_audit(settings)
     try:
         with audit.engine.begin() as connection:
             removed_attempts = connection.execute(delete(attempts).where(attempts.c.started_at < cutoff)).rowcount
@@ -144,15 +62,11 @@ def prune(args: argparse.Namespace, settings: Settings) -> int:
 
 def ingest_nginx_log(args: argparse.Namespace, settings: Settings) -> int:
     """Finish x-accel downloads from nginx's access log; one summary line (for cron's mail)."""
-    from pathlib import Path
-
-    from tempdl.audit.nginx_log import ingest
-
     paths = [Path(name) for name in args.log_files]
     for path in paths:
         if not path.is_file():
             raise CommandError(f"{path}: no such log file")
-    audit = _open_audit(settings)
+    audit = open_audit(settings)
     try:
         result = ingest(audit, paths)
     except (OSError, EOFError) as error:  # unreadable, or a truncated .gz
