@@ -11,7 +11,8 @@ import argparse
 import datetime
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from tempdl import __version__
 from tempdl.config.load import load_settings
@@ -37,13 +38,13 @@ def _positive_int(text: str) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as argparse does, but no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, as argparse does, but no usage dump
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", metavar="PATH", help="config file (default: ./tempdl.toml if present)")
     common.add_argument("--data-dir", metavar="DIR", dest="data_dir", help="folder for the database and secret")
 
@@ -51,48 +52,72 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tempdl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    serve = commands.add_parser("serve", parents=[common], help="run the server (the default)")
-    serve.add_argument("--address", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=_positive_int, help="listen port (default 8000)")
+    serve_flags = commands.add_parser("serve", parents=[common], help="run the server (the default)")
+    serve_flags.add_argument("--address", help="listen address (default 127.0.0.1)")
+    serve_flags.add_argument("--port", type=_positive_int, help="listen port (default 8000)")
 
-    issue = commands.add_parser("issue", parents=[common], help="print a new link for a file")
-    issue.add_argument("file_id", metavar="FILE_ID")
-    issue.add_argument("--to", dest="recipient", metavar="RECIPIENT", help="who the link is for (audit)")
-    issue.add_argument("--ttl", type=_positive_int, metavar="SECONDS", help="seconds the link stays valid")
-    issue.add_argument("--max-downloads", type=_positive_int, metavar="N", help="complete downloads allowed")
+    issue_flags = commands.add_parser("issue", parents=[common], help="print a new link for a file")
+    issue_flags.add_argument("file_id", metavar="FILE_ID")
+    issue_flags.add_argument("--to", dest="recipient", metavar="RECIPIENT", help="who the link is for (audit)")
+    issue_flags.add_argument("--ttl", type=_positive_int, metavar="SECONDS", help="seconds the link stays valid")
+    issue_flags.add_argument("--max-downloads", type=_positive_int, metavar="N", help="complete downloads allowed")
 
-    stats = commands.add_parser("stats", parents=[common], help="report on downloads and bandwidth")
-    stats.add_argument("--since", type=_date, metavar="YYYY-MM-DD")
-    stats.add_argument("--until", type=_date, metavar="YYYY-MM-DD")
-    stats.add_argument("--by", choices=("day", "file", "recipient", "outcome"), default="day")
-    stats.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    stats_flags = commands.add_parser("stats", parents=[common], help="report on downloads and bandwidth")
+    stats_flags.add_argument("--since", type=_date, metavar="YYYY-MM-DD")
+    stats_flags.add_argument("--until", type=_date, metavar="YYYY-MM-DD")
+    stats_flags.add_argument("--by", choices=("day", "file", "recipient", "outcome"), default="day")
+    stats_flags.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
-    revoke = commands.add_parser("revoke", parents=[common], help="make a link stop working now")
-    revoke.add_argument("target", metavar="ISSUANCE_ID_OR_LINK")
+    revoke_flags = commands.add_parser("revoke", parents=[common], help="make a link stop working now")
+    revoke_flags.add_argument("target", metavar="ISSUANCE_ID_OR_LINK")
 
-    db = commands.add_parser("db", parents=[common], help="database maintenance")
-    db.add_argument("action", choices=("upgrade",))
+    db_flags = commands.add_parser("db", parents=[common], help="database maintenance")
+    db_flags.add_argument("action", choices=("upgrade",))
 
-    prune = commands.add_parser("prune", parents=[common], help="delete old audit rows")
-    prune.add_argument("--older-than", type=_positive_int, metavar="DAYS", required=True, dest="older_than")
+    prune_flags = commands.add_parser("prune", parents=[common], help="delete old audit rows")
+    prune_flags.add_argument("--older-than", type=_positive_int, metavar="DAYS", required=True, dest="older_than")
 
-    init = commands.add_parser("init", parents=[common], help="write a commented tempdl.toml and the secret")
-    init.add_argument("--public-url", dest="public_url", metavar="URL", help="prefix of the links handed out")
-    init.add_argument("--wechat-token", dest="wechat_token", metavar="TOKEN", help="default: random")
-    init.add_argument("--address", help="listen address (default 127.0.0.1)")
-    init.add_argument("--port", type=_positive_int, help="listen port (default 8000)")
-    init.add_argument("--files-dir", dest="files_dir", metavar="DIR", help="default: ./static_files")
-    init.add_argument("--owner", metavar="USER", help="as root: the service's user gets data-dir and the secret")
-    init.add_argument("--force", action="store_true", help="replace an existing config file")
-    init.add_argument("--example", action="store_true", help="print tempdl.toml.example and stop")
+    init_flags = commands.add_parser("init", parents=[common], help="write a commented tempdl.toml and the secret")
+    init_flags.add_argument("--public-url", dest="public_url", metavar="URL", help="prefix of the links handed out")
+    init_flags.add_argument("--wechat-token", dest="wechat_token", metavar="TOKEN", help="default: random")
+    init_flags.add_argument("--address", help="listen address (default 127.0.0.1)")
+    init_flags.add_argument("--port", type=_positive_int, help="listen port (default 8000)")
+    init_flags.add_argument("--files-dir", dest="files_dir", metavar="DIR", help="default: ./static_files")
+    init_flags.add_argument("--owner", metavar="USER", help="as root: the service's user gets data-dir and the secret")
+    init_flags.add_argument("--force", action="store_true", help="replace an existing config file")
+    init_flags.add_argument("--example", action="store_true", help="print tempdl.toml.example and stop")
 
     commands.add_parser("check", parents=[common], help="validate the config and show what would be served")
 
-    ingest = commands.add_parser(
+    ingest_flags = commands.add_parser(
         "ingest-nginx-log", parents=[common], help="x-accel mode: record what nginx sent (see deploy/nginx.conf)"
     )
-    ingest.add_argument("log_files", nargs="+", metavar="FILE", help="nginx access log in the tempdl format (.gz too)")
+    ingest_flags.add_argument(
+        "log_files", nargs="+", metavar="FILE", help="nginx access log in the tempdl format (.gz too)"
+    )
     return parser
+
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def handlers() -> dict[str, Handler]:
+    """Subcommand name to what runs it; `init` alone is given no settings (it writes their file)."""
+    # Imported here, not at the top: they load SQLAlchemy and Tornado, which `--help`, `--version`,
+    # a mistyped flag and a config error have no use for and would wait about a second of CPU on.
+    from tempdl.cli import check, init, links, maintenance, reports, serve
+
+    return {
+        "serve": serve.serve,
+        "issue": links.issue,
+        "stats": reports.stats,
+        "revoke": links.revoke,
+        "db": maintenance.db_upgrade,
+        "prune": maintenance.prune,
+        "check": check.check,
+        "init": init.init,
+        "ingest-nginx-log": maintenance.ingest_nginx_log,
+    }
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -110,7 +135,7 @@ def configure_logging() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging.logAsyncioTasks = False  # Python 3.12+; harmless before
+    logging.logAsyncioTasks = False  # type: ignore[attr-defined]  # Python 3.12+; harmless before
     logging._srcfile = None  # no caller lookup (a walk up the stack) for %(pathname)s and the like
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -134,28 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings | None) -> int:
-    from tempdl.cli import commands
-    from tempdl.cli import setup as setup_commands
-
-    handlers = {
-        "serve": commands.serve,
-        "issue": commands.issue,
-        "stats": commands.stats,
-        "revoke": commands.revoke,
-        "db": commands.db_upgrade,
-        "prune": commands.prune,
-        "check": setup_commands.check,
-        "init": setup_commands.init,
-        "ingest-nginx-log": commands.ingest_nginx_log,
-    }
     if settings is not None and args.command in {"serve", "issue", "revoke"}:
         settings = ensure_secret_keys(settings)
     try:
-        return handlers[args.command](args, settings)
+        return handlers()[args.command](args, settings)  # type: ignore[arg-type]  # None only for init
     except (CommandError, ConfigError):
         raise
     except Exception as error:  # the promise: one line, never a traceback
-        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.exc import DBAPIError  # not at the top, for the reason given in handlers()
 
         if isinstance(error, DBAPIError):
             raise CommandError(f"the audit database cannot be used: {error.orig}") from None

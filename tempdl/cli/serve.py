@@ -7,6 +7,7 @@ waits for every audit write to be committed, and exits 0.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime
 import gc
@@ -161,6 +162,7 @@ async def serve_until_stopped(settings: Settings) -> None:
     log.info("event=stopped audit=committed")
 
 
-def run_server(settings: Settings) -> int:
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """`serve`: run until SIGTERM or SIGINT, then shut down without losing an audit row."""
     asyncio.run(serve_until_stopped(settings))
     return 0

@@ -1,13 +1,8 @@
-"""`init` and `check`: set up a server without reading the source, and look before restarting it.
+"""`init`: set up a server without reading the source.
 
-`init` writes a commented tempdl.toml with a random WeChat token, generates the signing secret, and
+It writes a commented tempdl.toml with a random WeChat token, generates the signing secret, and
 prints what to paste into the WeChat admin console. It never overwrites a file unless told to,
 and it asks questions only on a terminal, so it also works from provisioning scripts.
-
-`check` reads the configuration the way `serve` would and says what would be served; it exits
-non-zero when something would go wrong (a file on offer that is missing, a keyword that asks for
-two files, an unreadable secret, a database that does not answer), so an operator can run it
-before `systemctl restart`.
 """
 
 from __future__ import annotations
@@ -15,24 +10,22 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import pwd
 import secrets
 import string
 import sys
-import unicodedata
 import urllib.parse
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tempdl import __version__
 from tempdl.config.keys import default, default_public_url
 from tempdl.config.load import DEFAULT_CONFIG_NAME, load_settings
 from tempdl.config.secret import SECRET_KEY_FILE, ensure_secret_keys
-from tempdl.config.settings import FILE_ID_PATTERN, Settings
+from tempdl.config.settings import Settings
 from tempdl.config.toml import example_config, render_config
 from tempdl.errors import CommandError, ConfigError
-from tempdl.links.catalog import Catalog, normalize_keyword
-from tempdl.reports.formats import human_bytes
 
 WECHAT_TOKEN_ALPHABET = string.ascii_letters + string.digits
 WECHAT_TOKEN_LENGTH = 32
@@ -59,9 +52,6 @@ def valid_wechat_token(token: str) -> bool:
     return 3 <= len(token) <= WECHAT_TOKEN_LENGTH and all(c in WECHAT_TOKEN_ALPHABET for c in token)
 
 
-# --- init ------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Owner:
     """The account the service runs as (`--owner`): it gets the data folder and the secret."""
@@ -72,8 +62,6 @@ class Owner:
 
     @classmethod
     def named(cls, name: str) -> Owner:
-        import pwd
-
         try:
             entry = pwd.getpwnam(name)
         except KeyError:
@@ -237,176 +225,3 @@ def _print_init_report(target: Path, settings: Settings, key_path: Path, had_sec
             "(chown -R) and read access to the config, or run init again with --owner USER --force."
         )
     sys.stdout.write("\n".join(lines) + "\n")
-
-
-# --- check -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Findings:
-    """What `check` found: lines to show, and the problems that make it exit non-zero."""
-
-    lines: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def _width(text: str) -> int:
-    """Columns `text` takes in a terminal: Chinese characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def table(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Rows as aligned, indented lines; the last column is not padded."""
-    widths = [max(_width(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
-    return [
-        "  "
-        + "".join(cell + " " * (width - _width(cell) + 2) for cell, width in zip(row[:-1], widths, strict=True))
-        + row[-1]
-        for row in rows
-    ]
-
-
-def check_files(settings: Settings, found: Findings) -> None:
-    catalog = Catalog(settings.files_dir, settings.files)
-    if not settings.files_dir.is_dir():
-        found.problems.append(f"files_dir {settings.files_dir} is not a folder")
-    offered = catalog.files()
-    rows = [("ID", "SIZE", "KEYWORDS", "FILE")]
-    for entry in offered:
-        located = catalog.locate(entry)
-        if located is None:
-            size = "MISSING"
-            found.problems.append(
-                f"file {entry.id!r}: {settings.files_dir / entry.path} is missing or outside files_dir"
-            )
-        else:
-            size = human_bytes(located[1].st_size)
-        rows.append((entry.id, size, ", ".join(entry.keywords), entry.path))
-    found.lines.append(f"files on offer from {settings.files_dir}: {len(offered)}")
-    if offered:
-        found.lines += table(rows)
-    if not offered:
-        found.problems.append(f"nothing is on offer: put files in {settings.files_dir} or list them in [[files]]")
-
-    askers: dict[str, list[str]] = {}
-    for entry in offered:
-        for keyword in {normalize_keyword(k) for k in entry.keywords}:
-            askers.setdefault(keyword, []).append(entry.id)
-    for keyword, ids in askers.items():
-        if len(ids) > 1:
-            found.problems.append(
-                f"keyword {keyword!r} asks for several files ({', '.join(ids)}); only the first is sent"
-            )
-    if settings.files is None and settings.files_dir.is_dir():
-        for path in sorted(settings.files_dir.iterdir()):
-            if path.is_file() and not path.name.startswith(".") and not FILE_ID_PATTERN.fullmatch(path.name):
-                found.warnings.append(f"{path.name!r} is not offered: rename it or give it an id in [[files]]")
-
-
-def check_secret(settings: Settings, found: Findings) -> None:
-    if settings.secret_keys:
-        found.lines.append(f"signing keys: {len(settings.secret_keys)} from secret_keys")
-        return
-    key_path = settings.data_dir / SECRET_KEY_FILE
-    if not key_path.exists():
-        found.lines.append(f"signing key: {key_path} does not exist yet; serve generates it")
-        return
-    try:
-        keys = [line for line in key_path.read_text().splitlines() if line.strip()]
-    except OSError as error:
-        found.problems.append(f"signing key {key_path} cannot be read: {error.strerror}")
-        return
-    if not keys:
-        found.problems.append(f"signing key {key_path} is empty; delete it to generate a new one")
-    else:
-        found.lines.append(f"signing key: {key_path}")
-
-
-def check_scale_out(settings: Settings, found: Findings) -> None:
-    """Settings that work for one process but not for several, or not behind nginx."""
-    from tempdl.cli.serve import x_accel_ignored_limits
-
-    if not settings.database_url.startswith("sqlite") and not settings.secret_keys:
-        found.warnings.append(
-            "database_url is a shared database but secret_keys is not set: every process would sign "
-            "with its own generated key and refuse the others' links; set the same secret_keys everywhere"
-        )
-    for key in x_accel_ignored_limits(settings):
-        found.warnings.append(f"{key} is nginx's job in x-accel mode (limit_conn, limit_rate: see deploy/nginx.conf)")
-
-
-def schema_revisions(engine) -> tuple[str | None, str | None]:
-    """(revision the database is at, newest revision in migrations/), without changing anything."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from tempdl.audit.engine import alembic_config
-
-    newest = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    return current, newest
-
-
-def check_database(settings: Settings, found: Findings) -> None:
-    from sqlalchemy.engine import make_url
-
-    from tempdl.audit.engine import make_engine
-
-    url = make_url(settings.database_url)
-    shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
-        found.lines.append(f"database: {shown} (created at first start)")
-        return
-    try:
-        engine = make_engine(settings.database_url)
-    except ModuleNotFoundError as error:
-        found.problems.append(
-            f"database {shown}: its driver {error.name!r} is not installed "
-            "(build the pyz with --with-postgresql, or pip install -r requirements.txt)"
-        )
-        return
-    try:
-        current, newest = schema_revisions(engine)
-    except Exception as error:  # any driver error: the operator needs the message, not a traceback
-        found.problems.append(f"database {shown} does not answer: {getattr(error, 'orig', None) or error}")
-        return
-    finally:
-        engine.dispose()
-    state = "newest" if current == newest else f"serve upgrades it to {newest}"
-    found.lines.append(f"database: {shown} (schema {current or 'empty'}, {state})")
-
-
-def check_service(settings: Settings, found: Findings) -> None:
-    found.lines.append(f"config: {settings.config_path or 'none (defaults)'}")
-    found.lines.append(f"listen: {settings.address}:{settings.port}   links: {settings.public_url}/api/get_file/...")
-    wechat_url = settings.public_url + settings.wechat.path
-    if settings.wechat.token:
-        mode = "safe mode" if settings.wechat.encoding_aes_key else "plaintext mode"
-        found.lines.append(f"wechat: {wechat_url} (token set, {mode})")
-        if urllib.parse.urlsplit(settings.public_url).port not in WECHAT_PORTS:
-            found.warnings.append(f"WeChat only calls URLs on port 80 or 443, not {wechat_url}: put nginx in front")
-    else:
-        found.lines.append(f"wechat: {wechat_url} not configured (set wechat.token); it answers 503")
-    host = urllib.parse.urlsplit(settings.public_url).hostname or ""
-    if settings.public_url.startswith("http://") and host not in {"127.0.0.1", "localhost", "::1"}:
-        found.warnings.append("public_url is http://: links travel in clear text; use https behind nginx")
-
-
-def check(args: argparse.Namespace, settings: Settings) -> int:
-    """`check`: what would be served, and a non-zero exit when something is wrong."""
-    found = Findings()
-    check_service(settings, found)
-    check_secret(settings, found)
-    check_scale_out(settings, found)
-    check_database(settings, found)
-    check_files(settings, found)
-    output = found.lines + [f"warning: {text}" for text in found.warnings]
-    output += [f"PROBLEM: {text}" for text in found.problems]
-    sys.stdout.write("\n".join(output) + "\n")
-    if found.problems:
-        count = len(found.problems)
-        raise CommandError(f"{count} problem{'s' if count > 1 else ''} found; fix before (re)starting the server")
-    sys.stdout.write("ok: the configuration can be served\n")
-    return 0
