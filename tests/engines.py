@@ -34,8 +34,9 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
+
+from tests.support import in_ci, wait_until
 
 LOOPBACK = "127.0.0.1"
 
@@ -63,18 +64,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ci_requires_engines() -> bool:
-    """CI must exercise the real engines, so a missing one is a failure there."""
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
 def _skip_or_fail(reason: str | None) -> None:
     """``pytest.skip`` (or ``pytest.fail`` under ``CI=true``) when *reason* is set."""
     if reason is None:
         return
     import pytest  # imported lazily: this module is also usable outside pytest
 
-    if _ci_requires_engines():
+    if in_ci():  # CI must exercise the real engines, so a missing one is a failure there
         pytest.fail(f"{reason} (CI=true: real engines are required, not skipping)", pytrace=False)
     pytest.skip(reason)
 
@@ -361,18 +357,27 @@ def _connect(host: str, port: int, user: str, dbname: str):  # -> psycopg.Connec
     return psycopg.connect(host=host, port=port, user=user, dbname=dbname, autocommit=True, connect_timeout=3)
 
 
-def _wait_until_connectable(port: int, deadline: float) -> None:
-    """Connect loop over TCP: proves the URL we hand out really works."""
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
+def _wait_until_connectable(port: int) -> None:
+    """Connect over TCP until it works: proves the URL we hand out really works."""
+    errors: list[Exception] = []
+
+    def connectable() -> bool:
         try:
             with _connect(LOOPBACK, port, PG_SUPERUSER, "postgres") as conn:
                 conn.execute("SELECT 1")
-            return
         except Exception as exc:  # psycopg.OperationalError, mostly
-            last_error = exc
-            time.sleep(0.1)
-    raise EngineStartError(f"PostgreSQL on port {port} never accepted connections: {last_error}")
+            errors.append(exc)
+            return False
+        return True
+
+    wait_until(
+        connectable,
+        timeout=START_TIMEOUT_S,
+        what=f"PostgreSQL to accept connections on port {port}",
+        detail=lambda: f"last error: {errors[-1] if errors else None}",
+        error=EngineStartError,
+        interval=0.1,
+    )
 
 
 def _create_database(host: str, port: int, user: str, dbname: str) -> None:
@@ -389,7 +394,7 @@ def _start_on_free_port(cluster: _PgCluster) -> int:
         port = free_port()
         done = cluster.start(port)
         if done.returncode == 0:
-            _wait_until_connectable(port, time.monotonic() + START_TIMEOUT_S)
+            _wait_until_connectable(port)
             return port
         output = done.stdout + done.stderr
         if "already in use" not in _tail(cluster.log_path) + output:
@@ -604,14 +609,19 @@ class _NginxProcess:
         The pid file check matters: while nginx retries a failed bind another
         process may be the one answering on the port.
         """
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
+
+        def serving() -> bool:
             if self.proc.poll() is not None:
                 raise EngineStartError(f"nginx exited with {self.proc.returncode}\n{self.diagnostics()}")
-            if self.pid_file.exists() and _port_accepts(port):
-                return
-            time.sleep(0.05)
-        raise EngineStartError(f"nginx did not accept connections on {port}\n{self.diagnostics()}")
+            return self.pid_file.exists() and _port_accepts(port)
+
+        wait_until(
+            serving,
+            timeout=START_TIMEOUT_S,
+            what=f"nginx to accept connections on {port}",
+            detail=self.diagnostics,
+            error=EngineStartError,
+        )
 
     def port_clash(self) -> bool:
         return "Address already in use" in self.diagnostics()

@@ -1,25 +1,34 @@
-"""Helpers shared by the tests: a controllable clock, sample files, signed WeChat requests, rows."""
+"""Helpers shared by the tests: a controllable clock, sample files, signed WeChat requests, rows,
+and the one bounded wait for what another process does in its own time."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import io
 import os
 import re
 import secrets
+import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import untangle
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from tempdl.audit.engine import make_engine, upgrade
+from tempdl.audit.log import AuditLog
 from tempdl.wechat.signature import sha1_signature
 
 WECHAT_TOKEN = "AAAAA"
 FOLLOWER = "oyORnuP8q7ou2gfYjqLzSIWZf0rs"
 ACCOUNT = "gh_10f6c3c3ac5a"
+
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -33,6 +42,35 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += datetime.timedelta(seconds=seconds)
+
+
+def in_ci() -> bool:
+    """Under CI (`CI=true`) every engine and browser test must run: a skip there is a failure."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    *,
+    timeout: float,
+    what: str,
+    detail: Callable[[], str] = lambda: "",
+    error: Callable[[str], Exception] = AssertionError,
+    interval: float = 0.05,
+) -> T:
+    """Poll `predicate` until it returns something truthy, and return that.
+
+    Only for what a test cannot be told about: a subprocess starting to listen, a row another
+    process commits after its answer went out. Bounded: after `timeout` seconds it raises `error`
+    naming `what` it waited for, with `detail()` (a log, say) appended. A predicate may raise to
+    give up at once (a server that exited will never listen).
+    """
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() >= deadline:
+            raise error(f"waited {timeout} s for {what}, in vain\n{detail()}".rstrip())
+        time.sleep(interval)
+    return result
 
 
 def sample_bytes(size: int, seed: int = 7) -> bytes:
@@ -153,6 +191,18 @@ def rows(database: Path | str, sql: str, *params) -> list[Row]:
             return [Row(columns, [_plain(value) for value in record]) for record in result]
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def sqlite_audit(database: Path) -> Iterator[AuditLog]:
+    """A migrated audit database in a SQLite file, for unit tests that need real rows."""
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    audit = AuditLog(engine)
+    try:
+        yield audit
+    finally:
+        audit.close()
 
 
 def link_path(url: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.gen_audit_rows import generate
+from tests.support import in_ci
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -42,7 +43,7 @@ def _why_no_browser() -> str | None:
 def chromium() -> Path:
     reason = _why_no_browser()
     if reason:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(f"the browser test must run under CI: {reason}")
         pytest.skip(reason)
     return CHROMIUM

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_fuzz_server import LiveServer, quote_token
+from tests.live_server import LiveServer, quote_token
 
 SLOW = "[limits]\nrate_per_download = 1000000\nmax_concurrent_downloads = {cap}\n"
 
@@ -45,7 +45,7 @@ def status_of(sock: socket.socket) -> int:
 
 @pytest.fixture
 def server(tmp_path: Path, request: pytest.FixtureRequest):
-    live = LiveServer.start(tmp_path, extra_config=SLOW.format(cap=getattr(request, "param", 0)))
+    live = LiveServer.with_live_files(tmp_path, extra_config=SLOW.format(cap=getattr(request, "param", 0))).start()
     yield live
     live.stop()
 

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from tempdl.web.log_filter import MALFORMED_MESSAGE, MalformedRequestFilter
-from tests.live_fuzz_server import WECHAT_TOKEN, LiveServer, quote_token
+from tests.live_server import WECHAT_TOKEN, LiveServer, quote_token
 
 OPENID = "oLOGsecretOpenId7Qx2wZ9kP4vT"  # the shape of a real one: 28 characters
 ACCOUNT = "gh_logtest0001"
-WECHAT_LINK_TTL = 2  # seconds: the WeChat link is waited out to test the expired path
 
 
 def message(content: str, *, sender: str = OPENID, msg_id: str = "9000000000000001", extra: str = "") -> bytes:
@@ -110,7 +109,7 @@ class Exercise:
 
 @pytest.fixture
 def server(tmp_path: Path):
-    live = LiveServer.start(tmp_path, extra_config=f"link_ttl = {WECHAT_LINK_TTL}")
+    live = LiveServer.with_live_files(tmp_path).start()
     yield live
     live.stop()
 
@@ -120,10 +119,9 @@ def test_the_log_holds_no_key_no_token_and_no_openid(server: LiveServer):
     exercise.expect(200, "GET", "/healthz")
     exercise.expect(404, "GET", f"/nothing-here?openid={OPENID}")
     wechat_token = exercise.wechat()
-    issued_at = time.monotonic()
     exercise.downloads()
     exercise.malformed(exercise.tokens[-1])
-    time.sleep(max(0.0, issued_at + WECHAT_LINK_TTL + 0.2 - time.monotonic()))
+    server.expire(wechat_token)
     exercise.expect(410, "GET", quote_token(wechat_token))  # expired
     exercise.expect(410, "GET", quote_token(wechat_token), headers={"Range": "bytes=100-"})  # resume refused
     assert exercise.statuses >= {200, 206, 304, 400, 403, 404, 410, 413, 416}

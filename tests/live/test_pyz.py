@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import site
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pytest
 
 from tempdl import __version__
 from tempdl.wechat.signature import sha1_signature
+from tests.engines import free_port
 from tests.support import rows, sample_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,12 +78,6 @@ class FreshMachine:
 @pytest.fixture
 def machine(tmp_path: Path, built_pyz: Path) -> FreshMachine:
     return FreshMachine(tmp_path, built_pyz)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_pyz_holds_the_package_migrations_and_templates_but_no_test_tools(built_pyz: Path):

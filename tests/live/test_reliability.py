@@ -17,8 +17,8 @@ import pytest
 
 import tempdl.audit.engine
 import tempdl.links.access
-from tests.live_server import LiveServer, drain, open_slow_download
-from tests.support import rows, sample_bytes
+from tests.live_server import LiveServer, drain, open_slow_download, quote_token
+from tests.support import rows, sample_bytes, wait_until
 
 BIG = 64 * 1024 * 1024
 
@@ -32,22 +32,13 @@ def big_workdir(tmp_path):
     return tmp_path
 
 
-def wait_for(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_sigterm_lets_a_download_finish_within_the_grace(big_workdir):
     server = LiveServer(big_workdir, "shutdown_grace = 20\n").start()
     try:
-        path = server.issue("big.bin")
+        path = quote_token(server.issue("big.bin"))
         client = open_slow_download(server.port, path)
         server.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: "event=shutting_down" in server.log())
+        wait_until(lambda: "event=shutting_down" in server.log(), timeout=10, what="the shutdown to begin")
         received = 65536 + drain(client)  # the client reads on; the server waits for it
         assert server.process.wait(timeout=30) == 0
     finally:
@@ -61,7 +52,7 @@ def test_sigterm_lets_a_download_finish_within_the_grace(big_workdir):
 def test_sigterm_closes_downloads_still_running_after_the_grace_as_partial(big_workdir):
     server = LiveServer(big_workdir, "shutdown_grace = 1\n").start()
     try:
-        client = open_slow_download(server.port, server.issue("big.bin"))
+        client = open_slow_download(server.port, quote_token(server.issue("big.bin")))
         started = time.monotonic()
         assert server.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 15
@@ -75,10 +66,13 @@ def test_sigterm_closes_downloads_still_running_after_the_grace_as_partial(big_w
 
 def test_after_sigkill_the_next_start_closes_open_rows_and_serves_at_once(big_workdir):
     server = LiveServer(big_workdir).start()
-    path = server.issue("big.bin")
-    client = open_slow_download(server.port, path)
+    client = open_slow_download(server.port, quote_token(server.issue("big.bin")))
     # A long download notes its bytes so far every few seconds, so a crash loses little.
-    wait_for(lambda: rows(server.database, "SELECT bytes_sent FROM download_attempts")[0]["bytes_sent"] > 0, 15)
+    wait_until(
+        lambda: rows(server.database, "SELECT bytes_sent FROM download_attempts")[0]["bytes_sent"] > 0,
+        timeout=15,
+        what="the download to note its progress",
+    )
     server.kill()  # SIGKILL: no shutdown code runs
     client.close()
     assert rows(server.database, "SELECT finished_at FROM download_attempts")[0]["finished_at"] is None
@@ -93,7 +87,7 @@ def test_after_sigkill_the_next_start_closes_open_rows_and_serves_at_once(big_wo
         assert "event=recovered_attempts count=1" in restarted.log()
         import urllib.request
 
-        small = restarted.issue("small.txt")
+        small = quote_token(restarted.issue("small.txt"))
         with urllib.request.urlopen(restarted.url + small) as response:
             assert response.read() == b"small file\n"
     finally:
@@ -191,7 +185,7 @@ def test_two_fast_downloads_take_turns(big_workdir):
     until its last byte: the other client got nothing meanwhile (nor would a WeChat message)."""
     server = LiveServer(big_workdir).start()
     try:
-        paths = [server.issue("big.bin") for _ in range(2)]
+        paths = [quote_token(server.issue("big.bin")) for _ in range(2)]
         received = [0, 0]
         other_had_when_first_done: list[int] = []
         start = threading.Barrier(2)

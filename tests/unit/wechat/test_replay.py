@@ -8,58 +8,7 @@ import weakref
 
 import pytest
 
-from tempdl.wechat.replay import ExpiringMemory, NonceLedger, RetryMemory, timestamp_is_fresh
-
-# ExpiringMemory
-
-
-def test_entries_expire_after_ttl() -> None:
-    memory: ExpiringMemory[str, int] = ExpiringMemory(ttl=10, max_entries=5)
-    memory.put("a", 1, now=100)
-
-    assert memory.get("a", now=109.9) == 1
-    assert memory.get("a", now=110) is None
-    assert len(memory) == 0
-
-
-def test_oldest_entries_make_room_beyond_max_entries() -> None:
-    memory: ExpiringMemory[int, int] = ExpiringMemory(ttl=60, max_entries=3)
-    for key in range(5):
-        memory.put(key, key, now=0)
-
-    assert len(memory) == 3
-    assert [memory.get(key, now=1) for key in range(5)] == [None, None, 2, 3, 4]
-    assert memory.evicted == 2
-
-
-def test_expired_entries_are_dropped_on_the_next_write() -> None:
-    memory: ExpiringMemory[int, int] = ExpiringMemory(ttl=10, max_entries=1000)
-    for key in range(100):
-        memory.put(key, key, now=key / 10)
-
-    memory.put("late", 0, now=1000)
-
-    assert len(memory) == 1
-    assert memory.evicted == 0
-
-
-def test_discard_leaves_a_newer_value_alone() -> None:
-    memory: ExpiringMemory[str, object] = ExpiringMemory(ttl=10, max_entries=5)
-    old, new = object(), object()
-    memory.put("k", old, now=0)
-    memory.put("k", new, now=1)
-
-    memory.discard("k", old)
-    assert memory.get("k", now=2) is new
-    memory.discard("k", new)
-    assert memory.get("k", now=2) is None
-
-
-@pytest.mark.parametrize(("ttl", "max_entries"), [(0, 1), (1, 0), (-1, 5)])
-def test_bounds_must_be_positive(ttl: float, max_entries: int) -> None:
-    with pytest.raises(ValueError):
-        ExpiringMemory(ttl=ttl, max_entries=max_entries)
-
+from tempdl.wechat.replay import NonceLedger, RetryMemory, timestamp_is_fresh
 
 # RetryMemory
 
