@@ -32,10 +32,6 @@ from tests.support import FakeClock, fresh_nonce, rows, sample_files, signed_que
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # pytest-tornado 0.8.1 calls IOLoop.make_current()/clear_current(), deprecated since Tornado
-    # 6.2; filter exactly those, not warnings in general.
-    config.addinivalue_line("filterwarnings", "ignore:make_current is deprecated:DeprecationWarning")
-    config.addinivalue_line("filterwarnings", "ignore:clear_current is deprecated:DeprecationWarning")
     for marker in (
         "both_databases: the module's database tests run on SQLite and on PostgreSQL (tests/conftest.py)",
         "sqlite_only: keep this test on SQLite inside a both_databases module (it pokes SQLite directly)",

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from tornado.httputil import HTTPHeaders
 
 from tempdl.audit.tables import OUTCOMES
-from tempdl.web.handlers.download import is_preview
+from tempdl.web.previews import is_preview
 from tests.live_server import LIVE_FILES, LiveServer, Response, parse_db_time, quote_token
 from tests.support import in_ci
 
