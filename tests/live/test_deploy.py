@@ -1,4 +1,4 @@
-"""deploy/tempdl.service: what the README promises about it, and systemd's own verdict on it."""
+"""deploy/tempdl.service: what docs/deploy.md promises about it, and systemd's own verdict on it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 from tempdl.cli.serve import CLOSING_WAIT
 from tempdl.config.settings import Settings
 
-UNIT = Path(__file__).resolve().parents[2] / "deploy" / "tempdl.service"
+REPO = Path(__file__).resolve().parents[2]
+UNIT = REPO / "deploy" / "tempdl.service"
+GUIDE = REPO / "docs" / "deploy.md"
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,12 @@ def test_runs_the_pyz_as_its_own_user_with_state_in_var_lib(service):
         "/var/lib/tempdl",
     )
     assert service["Environment"] == "SHIV_ROOT=/var/cache/tempdl" and service["CacheDirectory"] == "tempdl"
+
+
+def test_the_guide_describes_the_unit_as_it_is(service):
+    guide = " ".join(GUIDE.read_text(encoding="utf-8").split())  # the guide wraps its lines
+    assert f"runs `{service['ExecStart'].removeprefix('/usr/bin/')}` as user `{service['User']}`" in guide
+    assert f"`TimeoutStopSec={service['TimeoutStopSec']}`" in guide
 
 
 def test_stop_timeout_outlasts_the_graceful_shutdown(service):

@@ -3,7 +3,7 @@
 `python tools/build_pyz.py` runs once per test session. Each test copies the pyz alone into an empty
 folder and runs it with a clean environment (PATH and HOME only) and `python -I -S`: isolated mode
 and no site-packages, so nothing the test environment has installed can stand in for something
-the pyz forgot to bring. The story test then follows the README: init, check, serve, issue a link,
+the pyz forgot to bring. The story test then follows docs/deploy.md: init, check, serve, issue a link,
 download it with urllib, stop with SIGTERM, and read the audit rows.
 """
 
@@ -34,7 +34,7 @@ COMMAND_TIMEOUT = 60
 
 @pytest.fixture(scope="session")
 def built_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The pyz, built once for the whole session exactly as the README says (into a temp folder)."""
+    """The pyz, built once for the whole session exactly as docs/deploy.md says (into a temp folder)."""
     output = tmp_path_factory.mktemp("build") / "tempdl.pyz"
     done = subprocess.run(
         [sys.executable, str(REPO / "tools" / "build_pyz.py"), "--output", str(output)],
