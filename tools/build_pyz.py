@@ -136,7 +136,7 @@ def copy_tempdl(site_packages: Path) -> None:
 
 def make_zipapp(site_packages: Path, output: Path) -> None:
     if importlib.util.find_spec("shiv") is None:
-        raise BuildError("shiv is not installed: pip install -r requirements.txt")
+        raise BuildError("shiv is not installed: pip install -r requirements-dev.txt")
     output.parent.mkdir(parents=True, exist_ok=True)
     _run(
         [

@@ -65,7 +65,7 @@ class Owner:
         try:
             entry = pwd.getpwnam(name)
         except KeyError:
-            raise CommandError(f"--owner: there is no user {name!r} (create it first: see the README)") from None
+            raise CommandError(f"--owner: there is no user {name!r} (create it first: see docs/deploy.md)") from None
         if os.geteuid() != 0:
             raise CommandError("--owner needs root: only root can hand files to another user")
         return cls(name, entry.pw_uid, entry.pw_gid)
@@ -208,7 +208,7 @@ def _print_init_report(target: Path, settings: Settings, key_path: Path, had_sec
     if urllib.parse.urlsplit(settings.public_url).port not in WECHAT_PORTS:
         lines.append(
             f"Note: WeChat only calls URLs on port 80 or 443; {settings.public_url} needs nginx in front "
-            "(README: Deploy on a small VPS) and public_url changed to it."
+            "(docs/deploy.md) and public_url changed to it."
         )
     lines += [
         "",
