@@ -8,12 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, exists, inspect, select
-from sqlalchemy.engine import make_url
-
-from tempdl.audit.engine import make_engine, upgrade
-from tempdl.audit.log import AuditLog
-from tempdl.audit.tables import DownloadAttempt, Issuance
+from tempdl.audit.open import open_audit, open_for_reports
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError, LinkInvalid
 from tempdl.links.catalog import Catalog
@@ -24,12 +19,6 @@ from tempdl.reports.stats import Period, Report, Totals, build_report
 from tempdl.timeutil import utc_now
 
 
-def _open_audit(settings: Settings) -> AuditLog:
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return AuditLog(engine)
-
-
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     from tempdl.cli.serve import run_server
 
@@ -37,7 +26,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    _open_audit(settings).close()
+    open_audit(settings.database_url).close()
     print("database is at the newest schema")
     return 0
 
@@ -46,7 +35,7 @@ def issue(args: argparse.Namespace, settings: Settings) -> int:
     offered = Catalog(settings.files_dir, settings.files).by_id(args.file_id)
     if offered is None:
         raise CommandError(f"no file with id {args.file_id!r} is on offer (see files_dir and [[files]])")
-    audit = _open_audit(settings)
+    audit = open_audit(settings.database_url)
     try:
         issued = Issuer(settings, audit, LinkSigner(settings.secret_keys)).issue(
             offered,
@@ -62,19 +51,6 @@ def issue(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _report_engine(settings: Settings) -> Engine | None:
-    """The audit database to report on; None when there is none yet (and none is created)."""
-    url = make_url(settings.database_url)
-    is_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if is_file and not Path(str(url.database)).is_file():
-        return None
-    engine = make_engine(settings.database_url)
-    if not inspect(engine).has_table(DownloadAttempt.__tablename__):
-        engine.dispose()
-        return None
-    return engine
-
-
 def stats(args: argparse.Namespace, settings: Settings) -> int:
     """Print the report. Read-only: it never migrates or writes the audit database, so it is safe
     next to a running server, against a replica or on a copy; no database yet is an empty report."""
@@ -83,7 +59,7 @@ def stats(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError:
         raise CommandError(f"--since {args.since} is after --until {args.until}") from None
     report = Report(period, args.by, Totals(), [])
-    engine = _report_engine(settings)
+    engine = open_for_reports(settings.database_url)
     if engine is not None:
         try:
             report = build_report(engine, period, args.by)
@@ -105,7 +81,7 @@ def _issuance_id(target: str, settings: Settings) -> int:
 
 def revoke(args: argparse.Namespace, settings: Settings) -> int:
     issuance_id = _issuance_id(args.target, settings)
-    audit = _open_audit(settings)
+    audit = open_audit(settings.database_url)
     try:
         if not audit.revoke(issuance_id, utc_now()):
             raise CommandError(f"no issuance with id {issuance_id}")
@@ -116,23 +92,13 @@ def revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def prune(args: argparse.Namespace, settings: Settings) -> int:
-    """Delete attempts older than N days, then issuances that old that no attempt refers to.
-
-    One transaction: an interrupted prune removes nothing. An issuance some kept attempt still
-    names stays, so every attempt row keeps its link, recipient and file.
-    """
+    """Delete attempts older than N days, then issuances that old no attempt refers to (`AuditLog.prune`)."""
     if args.older_than < 1:
         raise CommandError("--older-than must be at least 1 day")
     cutoff = utc_now() - datetime.timedelta(days=args.older_than)
-    attempts, issuances = DownloadAttempt.__table__, Issuance.__table__
-    audit = _open_audit(settings)
+    audit = open_audit(settings.database_url)
     try:
-        with audit.engine.begin() as connection:
-            removed_attempts = connection.execute(delete(attempts).where(attempts.c.started_at < cutoff)).rowcount
-            referenced = exists(select(attempts.c.id).where(attempts.c.issuance_id == issuances.c.id))
-            removed_issuances = connection.execute(
-                delete(issuances).where(issuances.c.created_at < cutoff, ~referenced)
-            ).rowcount
+        removed_attempts, removed_issuances = audit.prune(cutoff)
     finally:
         audit.close()
     print(
@@ -144,7 +110,6 @@ def prune(args: argparse.Namespace, settings: Settings) -> int:
 
 def ingest_nginx_log(args: argparse.Namespace, settings: Settings) -> int:
     """Finish x-accel downloads from nginx's access log; one summary line (for cron's mail)."""
-    from pathlib import Path
 
     from tempdl.audit.nginx_log import ingest
 
@@ -152,7 +117,7 @@ def ingest_nginx_log(args: argparse.Namespace, settings: Settings) -> int:
     for path in paths:
         if not path.is_file():
             raise CommandError(f"{path}: no such log file")
-    audit = _open_audit(settings)
+    audit = open_audit(settings.database_url)
     try:
         result = ingest(audit, paths)
     except (OSError, EOFError) as error:  # unreadable, or a truncated .gz
