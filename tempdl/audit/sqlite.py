@@ -25,10 +25,11 @@ import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ClauseElement
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from tempdl.audit import statements
@@ -52,7 +53,8 @@ class Prepared:
     """
 
     def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
-        compiled = statement.compile(dialect=_DIALECT, column_keys=list(column_keys) if column_keys else None)
+        keys = list(column_keys) if column_keys else None
+        compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT, column_keys=keys))
         self.sql = compiled.string
         names = list(compiled.positiontup or ())
         pick = operator.itemgetter(*names)

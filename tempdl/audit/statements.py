@@ -8,15 +8,15 @@ of `Attempt.row()`, and the `bindparam` names below.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 
 from tempdl.audit.records import Attempt
 from tempdl.audit.tables import DownloadAttempt, Issuance
 
-issuances = Issuance.__table__
-attempts = DownloadAttempt.__table__
+issuances = cast(Table, Issuance.__table__)  # typed as a FromClause by the ORM
+attempts = cast(Table, DownloadAttempt.__table__)
 
 ISSUANCE_COLUMNS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")
 ATTEMPT_COLUMNS = tuple(column.name for column in attempts.columns if column.name != "id")

@@ -14,7 +14,7 @@ from tempdl.audit.records import Outcome
 class Refusal:
     reason: str
     status: int
-    outcome: Outcome
+    outcome: Outcome | None
     chinese: str
     english: str
     retry_after: int | None = None
@@ -80,7 +80,7 @@ NOT_FOUND = Refusal(
 UNAVAILABLE = Refusal(
     "unavailable",
     503,
-    "",
+    None,  # not recorded: the audit database is what is unavailable
     "服务暂时不可用，请稍后再试。",
     "The service is temporarily unavailable; please try again shortly.",
     retry_after=10,
