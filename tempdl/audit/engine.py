@@ -52,14 +52,29 @@ def make_engine(database_url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _tune_sqlite(dbapi_connection, _record) -> None:
-        cursor = dbapi_connection.cursor()
-        _switch_to_wal(cursor)
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        tune_sqlite(dbapi_connection)
 
     return engine
+
+
+def tune_sqlite(
+    connection: sqlite3.Connection, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, autocheckpoint: bool = True
+) -> None:
+    """Every PRAGMA a tempdl connection to SQLite runs: SQLAlchemy's and the hot path's alike.
+
+    `busy_timeout_ms=0` makes a connection that never waits for a lock (the hot path's impatient
+    one); `autocheckpoint=False` leaves checkpoints (an fsync each) to whoever calls them.
+    """
+    cursor = connection.cursor()
+    try:
+        _switch_to_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+    finally:
+        cursor.close()
 
 
 def _switch_to_wal(cursor: sqlite3.Cursor) -> None:

@@ -1,156 +1,34 @@
 """The audit store: the only code that writes `issuances` and `download_attempts` rows.
 
-Every write is one short transaction through SQLAlchemy Core (no ORM on the hot path). The server
-runs these methods on one dedicated thread (`AuditLog.run`), so a busy or slow database never
-stalls the event loop that is streaming other downloads, and SQLite sees a single writer.
+Every write is one short transaction through SQLAlchemy Core (no ORM on the hot path); the hot
+statements are those of `tempdl.audit.statements`, which on SQLite run through the sqlite3 fast
+path instead. How the methods run (the audit thread, inline, group commit) is `AuditRunner`'s job.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import functools
-import logging
-import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, delete, exists, func, select, text, update
 
-from tempdl.audit import engine as db
-from tempdl.audit.records import Attempt, IssuanceRecord
-from tempdl.audit.sqlite import SQLiteHotPath
-from tempdl.audit.tables import DownloadAttempt, Issuance
+from tempdl.audit import counts, statements
+from tempdl.audit.records import Attempt, IssuanceRecord, Outcome
+from tempdl.audit.runner import AuditRunner, hot, writes
 from tempdl.errors import AuditUnavailable, IssuanceCapReached
 
-T = TypeVar("T")
-CHECKPOINT_EVERY_WRITES = 500  # inline writes between two WAL checkpoints on the audit thread
-log = logging.getLogger("tempdl.audit")
-_issuances = Issuance.__table__
-_attempts = DownloadAttempt.__table__
+_issuances = statements.issuances
+_attempts = statements.attempts
 
 
-def _marked(method: Callable[..., Any], mark: str) -> bool:
-    """Whether a method (or a functools.partial of one) carries a `_hot`/`_writes` mark."""
-    target = method.func if isinstance(method, functools.partial) else method
-    return getattr(target, mark, False)
-
-
-def _hot(method: Callable[..., T]) -> Callable[..., T]:
-    """Mark a method that runs on every download: on SQLite it may run inline (see `run`)."""
-    method.hot = True  # type: ignore[attr-defined]
-    return method
-
-
-def _hot_path_for(engine: Engine) -> SQLiteHotPath | None:
-    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
-        return None
-    return SQLiteHotPath(engine.url.database, db.SQLITE_BUSY_TIMEOUT_MS)
-
-
-def _writes(method: Callable[..., T]) -> Callable[..., T]:
-    """Mark a method that writes: its success ends an incident of an unwritable database."""
-    method.writes = True  # type: ignore[attr-defined]
-    return method
-
-
-class AuditLog:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-audit")
-        self.failing = False  # True from a failed write until the next successful one
-        self._hot = _hot_path_for(engine)
-        self._inline_writes = 0
-        self._pending_commit: asyncio.Future[None] | None = None
-
-    async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run one of this store's methods without blocking the event loop, and wait for it.
-
-        Hot-path methods on SQLite first run right here, impatiently (see `tempdl.audit.sqlite`);
-        everything else, and a hot call that met a lock, runs on the audit thread. A database
-        error becomes `AuditUnavailable`, logged once when an incident starts and once when a
-        write succeeds again, not on every request in between.
-        """
-        try:
-            if self._hot is not None and _marked(method, "hot"):
-                try:
-                    return self._succeeded(method, await self._run_inline(method, args, kwargs))
-                except sqlite3.OperationalError as error:
-                    if "locked" not in str(error) and "busy" not in str(error):
-                        raise
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
-        except (DBAPIError, sqlite3.Error, AuditUnavailable) as error:
-            reason = str(getattr(error, "orig", error))
-            if not self.failing:
-                self.failing = True
-                log.error("event=audit_unavailable error=%r: answering 503 until it can be written", reason)
-            raise AuditUnavailable(reason) from error
-        return self._succeeded(method, result)
-
-    def _succeeded(self, method: Callable[..., T], result: T) -> T:
-        if self.failing and _marked(method, "writes"):
-            self.failing = False
-            log.warning("event=audit_recovered: the audit database takes writes again")
-        return result
-
-    async def _run_inline(self, method: Callable[..., T], args: tuple, kwargs: dict) -> T:
-        """Run a hot method on the event loop; a write returns once its group commit is done."""
-        assert self._hot is not None
-        try:
-            with self._hot.impatient():
-                result = method(*args, **kwargs)
-        except sqlite3.Error as error:
-            self._abandon_group(error)
-            raise
-        if _marked(method, "writes"):
-            await self._group_commit()
-            self._inline_writes += 1
-            if self._inline_writes >= CHECKPOINT_EVERY_WRITES:  # the impatient connection leaves them to us
-                self._inline_writes = 0
-                self._executor.submit(self._hot.checkpoint)
-        return result
-
-    async def _group_commit(self) -> None:
-        """Wait for the one commit that covers every inline write of this event-loop turn."""
-        if self._pending_commit is None:
-            loop = asyncio.get_running_loop()
-            self._pending_commit = loop.create_future()
-            loop.call_soon(self._commit_group)
-        await asyncio.shield(self._pending_commit)
-
-    def _commit_group(self) -> None:
-        group, self._pending_commit = self._pending_commit, None
-        assert group is not None and self._hot is not None
-        try:
-            self._hot.commit_impatient()
-        except sqlite3.Error as error:
-            group.set_exception(error)
-        else:
-            group.set_result(None)
-            self._hot.start_wal_over_if_due()
-
-    def _abandon_group(self, error: Exception) -> None:
-        """A write failed mid-group: roll back, and every write of the group fails with it."""
-        assert self._hot is not None
-        self._hot.rollback_impatient()
-        group, self._pending_commit = self._pending_commit, None
-        if group is not None:
-            group.set_exception(error)
-
-    def close(self) -> None:
-        """Wait for queued writes to finish, then release the database."""
-        self._executor.shutdown(wait=True)
-        if self._hot is not None:
-            self._hot.close()
-        self.engine.dispose()
+class AuditLog(AuditRunner):
+    """Every audit statement, run through `AuditRunner.run` by the server or called directly."""
 
     # --- issuances --------------------------------------------------------------------------
 
-    @_hot
-    @_writes
+    @hot
+    @writes
     def create_issuance(
         self,
         *,
@@ -161,12 +39,13 @@ class AuditLog:
         expires_at: datetime.datetime,
         max_downloads: int | None,
     ) -> int:
+        values = _issuance_values(locals())
         if self._hot is not None:
-            return self._hot.insert_issuance(file_id, recipient, channel, created_at, expires_at, max_downloads)
+            return self._hot.insert_issuance(values)
         with self.engine.begin() as connection:
-            return _insert_issuance(connection, locals())
+            return _insert_issuance(connection, values)
 
-    @_writes
+    @writes
     def create_issuance_within_cap(
         self,
         *,
@@ -194,7 +73,7 @@ class AuditLog:
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:recipient))"), {"recipient": recipient})
-            issuance_id = _insert_issuance(connection, locals())
+            issuance_id = _insert_issuance(connection, _issuance_values(locals()))
             # The cap-th most recent earlier issuance in the window: if there is one, we are over.
             blocking = connection.execute(
                 select(_issuances.c.created_at)
@@ -220,15 +99,15 @@ class AuditLog:
                 .where(_issuances.c.recipient == recipient, _issuances.c.created_at > since)
             ).scalar_one()
 
-    @_hot
+    @hot
     def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
         if self._hot is not None:
             return self._hot.load_issuance(issuance_id)
         with self.engine.connect() as connection:
-            row = connection.execute(select(_issuances).where(_issuances.c.id == issuance_id)).first()
+            row = connection.execute(statements.SELECT_ISSUANCE, {"issuance_id": issuance_id}).first()
         return None if row is None else IssuanceRecord(**row._mapping)
 
-    @_writes
+    @writes
     def revoke(self, issuance_id: int, at: datetime.datetime) -> bool:
         """Mark an issuance revoked; False when there is no such issuance."""
         with self.engine.begin() as connection:
@@ -241,8 +120,8 @@ class AuditLog:
 
     # --- attempts ---------------------------------------------------------------------------
 
-    @_hot
-    @_writes
+    @hot
+    @writes
     def record_attempt(self, attempt: Attempt) -> int:
         """Write a finished attempt (a refusal, a 304, a HEAD, a landing page) in one go."""
         if attempt.finished_at is None:
@@ -254,10 +133,10 @@ class AuditLog:
         if self._hot is not None:
             return self._hot.insert_attempt(attempt)
         with self.engine.begin() as connection:
-            return int(connection.execute(insert(_attempts).values(attempt.row())).inserted_primary_key[0])
+            return int(connection.execute(statements.INSERT_ATTEMPT, attempt.row()).inserted_primary_key[0])
 
-    @_hot
-    @_writes
+    @hot
+    @writes
     def open_attempt(self, attempt: Attempt) -> int:
         """Write the row of a download that is about to send bytes.
 
@@ -268,12 +147,12 @@ class AuditLog:
         attempt.id = self._insert_attempt(attempt)
         return attempt.id
 
-    @_writes
+    @writes
     def claim_download(self, attempt: Attempt, *, download_cap: int, file_size: int) -> bool:
         """`open_attempt` for a link with a download cap; False when the cap is used up.
 
         The check and the insert are one transaction that first locks, then counts: FOR UPDATE on
-        the issuance row on PostgreSQL (at READ COMMITTED, see `db.make_engine`, the count then
+        the issuance row on PostgreSQL (at READ COMMITTED, see `tempdl.audit.engine.make_engine`, the count then
         sees every claim committed before the lock was granted), SQLite's write lock taken up
         front with BEGIN IMMEDIATE (pysqlite would otherwise run the count before its implicit
         BEGIN, outside the transaction). So two servers racing for the last allowed download
@@ -284,47 +163,32 @@ class AuditLog:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             connection.execute(select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update())
-            used = _downloads_claimed(connection, attempt, file_size)
+            used = counts.downloads_claimed(connection, attempt, file_size)
             if used >= download_cap:
                 return False
-            result = connection.execute(insert(_attempts).values(attempt.row()))
+            result = connection.execute(statements.INSERT_ATTEMPT, attempt.row())
         attempt.id = int(result.inserted_primary_key[0])
         return True
 
-    @_hot
-    @_writes
+    @hot
+    @writes
     def close_attempt(self, attempt: Attempt) -> None:
         assert attempt.id is not None and attempt.finished_at is not None
         if self._hot is not None:
             return self._hot.close_attempt(attempt)
         with self.engine.begin() as connection:
-            connection.execute(
-                update(_attempts)
-                .where(_attempts.c.id == attempt.id)
-                .values(
-                    outcome=attempt.outcome,
-                    http_status=attempt.http_status,
-                    bytes_sent=attempt.bytes_sent,
-                    finished_at=attempt.finished_at,
-                    range_start=attempt.range_start,
-                    range_end=attempt.range_end,
-                )
-            )
+            connection.execute(statements.CLOSE_ATTEMPT, statements.close_values(attempt))
 
-    @_hot
-    @_writes
+    @hot
+    @writes
     def note_progress(self, attempt_id: int, bytes_sent: int) -> None:
         """Bytes so far of a download still running (a finished row is never touched)."""
         if self._hot is not None:
             return self._hot.note_progress(attempt_id, bytes_sent)
         with self.engine.begin() as connection:
-            connection.execute(
-                update(_attempts)
-                .where(_attempts.c.id == attempt_id, _attempts.c.finished_at.is_(None))
-                .values(bytes_sent=bytes_sent)
-            )
+            connection.execute(statements.NOTE_PROGRESS, {"attempt_id": attempt_id, "bytes_sent": bytes_sent})
 
-    @_writes
+    @writes
     def finish_open_attempts(self, attempts: Sequence[Attempt]) -> tuple[list[Attempt], int, int]:
         """Finish rows left open for someone else to complete (nginx's log, in x-accel mode).
 
@@ -357,7 +221,7 @@ class AuditLog:
         already = sum(1 for attempt_id in not_open if attempt_id in existing)
         return finished, already, len(not_open) - already
 
-    @_writes
+    @writes
     def close_abandoned_attempts(
         self, now: datetime.datetime, *, started_before: datetime.datetime | None = None
     ) -> int:
@@ -370,10 +234,28 @@ class AuditLog:
         if started_before is not None:
             conditions.append(_attempts.c.started_at < started_before)
         with self.engine.begin() as connection:
-            result = connection.execute(update(_attempts).where(*conditions).values(outcome="partial", finished_at=now))
+            result = connection.execute(
+                update(_attempts).where(*conditions).values(outcome=Outcome.PARTIAL, finished_at=now)
+            )
             return result.rowcount
 
-    @_writes
+    @writes
+    def prune(self, cutoff: datetime.datetime) -> tuple[int, int]:
+        """Delete attempts started before `cutoff`, then issuances that old no attempt refers to.
+
+        One transaction: an interrupted prune removes nothing. An issuance some kept attempt still
+        names stays, so every attempt row keeps its link, recipient and file. Returns (attempts,
+        issuances) removed.
+        """
+        referenced = exists(select(_attempts.c.id).where(_attempts.c.issuance_id == _issuances.c.id))
+        with self.engine.begin() as connection:
+            attempts = connection.execute(delete(_attempts).where(_attempts.c.started_at < cutoff)).rowcount
+            issuances = connection.execute(
+                delete(_issuances).where(_issuances.c.created_at < cutoff, ~referenced)
+            ).rowcount
+        return attempts, issuances
+
+    @writes
     def probe_write(self) -> None:
         """Take the write lock and let go of it: proves the database would accept a write now."""
         with self.engine.connect() as connection:
@@ -387,7 +269,7 @@ class AuditLog:
 
     def completed_downloads(self, issuance_id: int, file_size: int) -> int:
         with self.engine.connect() as connection:
-            return _completed_downloads(connection, issuance_id, file_size)
+            return counts.completed_downloads(connection, issuance_id, file_size)
 
     def recipient_bytes_since(self, recipient: str, since: datetime.datetime) -> int:
         """Body bytes sent on all links of one recipient since a moment (the daily allowance)."""
@@ -406,7 +288,7 @@ class AuditLog:
                 select(_attempts.c.id)
                 .where(
                     _attempts.c.issuance_id == issuance_id,
-                    _attempts.c.outcome.in_(("ok", "partial")),
+                    _attempts.c.outcome.in_(counts.COUNTED),
                     _attempts.c.started_at <= moment,
                     _attempts.c.bytes_sent > 0,
                 )
@@ -415,57 +297,10 @@ class AuditLog:
         return found is not None
 
 
-_ISSUANCE_FIELDS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")
+def _issuance_values(named: dict[str, Any]) -> dict[str, Any]:
+    """The new issuance's columns from a method's arguments (extra names, like `self`, are ignored)."""
+    return {name: named[name] for name in statements.ISSUANCE_COLUMNS}
 
 
 def _insert_issuance(connection: Connection, values: dict[str, Any]) -> int:
-    """Insert an issuance from the named values (extra names, like `self`, are ignored)."""
-    row = {name: values[name] for name in _ISSUANCE_FIELDS}
-    return int(connection.execute(insert(_issuances).values(row)).inserted_primary_key[0])
-
-
-def _completed_downloads(connection: Connection, issuance_id: int, file_size: int) -> int:
-    """Complete downloads of a link: all the body bytes it sent, in whole files.
-
-    A download fetched as several Range requests (download managers, resumes after a dropped
-    connection) counts once, when its pieces add up to the whole file.
-    """
-    sent = connection.execute(
-        select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0)).where(
-            _attempts.c.issuance_id == issuance_id, _attempts.c.outcome.in_(("ok", "partial"))
-        )
-    ).scalar_one()
-    return int(sent) // file_size if file_size > 0 else 0
-
-
-def _downloads_claimed(connection: Connection, attempt: Attempt, file_size: int) -> int:
-    """Downloads of a link that count against its cap, as the request `attempt` is about to start.
-
-    Finished requests count the body bytes they sent, in whole files: a download fetched as
-    several Range requests one after another, or resumed after a dropped connection, counts once,
-    when its pieces add up to the file. Requests still running count one download each when the
-    bytes they asked for overlap the bytes this one asks for: two requests for the same bytes at
-    once are two downloads (five "Range: bytes=1-" at once cannot share one), while a download
-    manager's parallel pieces, which do not overlap, are one.
-    One statement, so one snapshot: at READ COMMITTED two statements could see a download that
-    finished in between as neither running (its row closed) nor sent (its bytes read as 0), and
-    let a second download past the cap (two servers on PostgreSQL did, about one race in ten).
-    """
-    start = attempt.range_start or 0
-    end = attempt.range_end if attempt.range_end is not None else max(file_size - 1, start)
-    running = _attempts.c.finished_at.is_(None)
-    overlapping = and_(
-        running, _attempts.c.range_start <= end, func.coalesce(_attempts.c.range_end, _attempts.c.range_start) >= start
-    )
-    settled, running_here = connection.execute(
-        select(
-            func.coalesce(
-                func.sum(
-                    case((and_(~running, _attempts.c.outcome.in_(("ok", "partial"))), _attempts.c.bytes_sent), else_=0)
-                ),
-                0,
-            ),
-            func.coalesce(func.sum(case((overlapping, 1), else_=0)), 0),
-        ).where(_attempts.c.issuance_id == attempt.issuance_id)
-    ).one()
-    return (int(settled) // file_size if file_size > 0 else 0) + int(running_here)
+    return int(connection.execute(statements.INSERT_ISSUANCE, values).inserted_primary_key[0])

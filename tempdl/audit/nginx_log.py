@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tempdl.audit.log import AuditLog
-from tempdl.audit.records import Attempt
+from tempdl.audit.records import Attempt, Outcome
 
 BATCH = 1000
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -49,13 +49,13 @@ class LoggedRequest:
     def attempt(self) -> Attempt:
         """The finished attempt row this request makes (only `attempt_id` requests have one)."""
         assert self.attempt_id is not None
-        outcome, sent = "partial", 0
+        outcome, sent = Outcome.PARTIAL, 0
         if self.status in (200, 206):
-            outcome, sent = ("ok" if self.completed else "partial"), self.body_bytes
+            outcome, sent = (Outcome.OK if self.completed else Outcome.PARTIAL), self.body_bytes
         elif self.status == 304:
-            outcome = "not_modified"
+            outcome = Outcome.NOT_MODIFIED
         elif self.status == 416:
-            outcome = "bad"
+            outcome = Outcome.BAD
         return Attempt(
             id=self.attempt_id,
             started_at=self.finished_at,  # not written: the row keeps its own

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+USER_AGENT_MAX = 512
+"""Characters of a User-Agent the audit row keeps (the `download_attempts.user_agent` column)."""
+
 
 class Outcome(StrEnum):
     """What came of one download attempt: the `download_attempts.outcome` column (SPEC lists them).
@@ -70,5 +73,5 @@ class Attempt:
             "range_end": self.range_end,
             "bytes_sent": self.bytes_sent,
             "client_ip": self.client_ip,
-            "user_agent": (self.user_agent or None) and self.user_agent[:512],
+            "user_agent": (self.user_agent or None) and self.user_agent[:USER_AGENT_MAX],
         }

@@ -4,58 +4,93 @@ Profiling a 4 KiB download showed SQLAlchemy Core spending ~100-250 µs per stat
 sqlite3 driver itself needs ~15-40 µs, several times more than Tornado's own work for the request;
 and handing each statement to the audit thread cost as much again. So on SQLite the per-download
 statements (read the issuance, open and close the attempt, or record it in one go) and the
-insert of a new issuance run as plain
-prepared SQL, first "impatiently" right on the event loop: with a busy timeout of 0 such a call
-never waits for a lock, and when another writer holds it, `AuditLog.run` hands the call to the
-audit thread, which may wait. Impatient writes are not committed one by one: `AuditLog` commits
-all the writes of one event-loop turn together (group commit) and only then lets their requests
-go on, so no byte leaves before its row is committed. The impatient connection never
-checkpoints the WAL itself (that means an fsync); the audit thread does it every 500 writes.
-Everything else, and every other database, goes through SQLAlchemy in `tempdl.audit.log`.
+insert of a new issuance run on plain sqlite3 connections, first "impatiently" right on the
+event loop: with a busy timeout of 0 such a call never waits for a lock, and when another writer
+holds it, `AuditLog.run` hands the call to the audit thread, which may wait. Impatient writes are
+not committed one by one: the runner commits all the writes of one event-loop turn together
+(group commit) and only then lets their requests go on, so no byte leaves before its row is
+committed. The impatient connection never checkpoints the WAL itself (that means an fsync); the
+audit thread does it every 500 writes. Everything else, and every other database, goes through
+SQLAlchemy in `tempdl.audit.log`.
 
-The timestamp text is exactly what SQLAlchemy's SQLite DateTime stores, so rows written here and
-there compare and sort alike.
+The statements are those of `tempdl.audit.statements`, compiled once here for SQLite; their
+values go through the columns' own SQLAlchemy types, so a timestamp written here is the very text
+SQLAlchemy writes, and rows from both paths compare and sort alike.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
+import operator
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
+from sqlalchemy import ClauseElement
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
+
+from tempdl.audit import statements
+from tempdl.audit.engine import tune_sqlite
 from tempdl.audit.records import Attempt, IssuanceRecord
 
 WAL_RESTART_FRAMES = 1024  # pages: 4 MiB of WAL
-
-_INSERT_ISSUANCE = (
-    "INSERT INTO issuances (file_id, recipient, channel, created_at, expires_at, max_downloads) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
-_SELECT_ISSUANCE = (
-    "SELECT id, created_at, expires_at, file_id, recipient, channel, max_downloads, revoked_at "
-    "FROM issuances WHERE id = ?"
-)
-_INSERT_ATTEMPT = (
-    "INSERT INTO download_attempts (issuance_id, file_id, started_at, finished_at, outcome, http_status, "
-    "range_start, range_end, bytes_sent, client_ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_NOTE_PROGRESS = "UPDATE download_attempts SET bytes_sent = ? WHERE id = ? AND finished_at IS NULL"
-_CLOSE_ATTEMPT = (
-    "UPDATE download_attempts SET outcome = ?, http_status = ?, bytes_sent = ?, finished_at = ?, "
-    "range_start = ?, range_end = ? WHERE id = ?"
-)
+_DIALECT = sqlite_dialect.dialect()
 
 
-def to_text(moment: datetime.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(datetime.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+def _bind_processor(type_: TypeEngine) -> Callable[[Any], Any] | None:
+    return type_.dialect_impl(_DIALECT).bind_processor(_DIALECT)
 
 
-def from_text(text: str | None) -> datetime.datetime | None:
-    return None if text is None else datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC)
+class Prepared:
+    """One SQLAlchemy statement compiled for sqlite3: its SQL text, and its values in order.
+
+    Compiled once, so each call only picks the values (in C, by `itemgetter`), converts the few
+    that need it (timestamps to text) and hands the same SQL string to sqlite3, whose statement
+    cache then reuses the prepared statement.
+    """
+
+    def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
+        keys = list(column_keys) if column_keys else None
+        compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT, column_keys=keys))
+        self.sql = compiled.string
+        names = list(compiled.positiontup or ())
+        pick = operator.itemgetter(*names)
+        self._pick = pick if len(names) > 1 else lambda values: (pick(values),)
+        self._convert = [
+            (index, process)
+            for index, name in enumerate(names)
+            if (process := _bind_processor(compiled.binds[name].type)) is not None
+        ]
+        selected = getattr(statement, "selected_columns", ())
+        self.columns = [column.key for column in selected]
+        self._results = [
+            (index, process)
+            for index, column in enumerate(selected)
+            if (process := column.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None)) is not None
+        ]
+
+    def parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        picked = list(self._pick(values))
+        for index, process in self._convert:
+            picked[index] = process(picked[index])
+        return picked
+
+    def record(self, row: Sequence[Any]) -> dict[str, Any]:
+        """A result row as {column: Python value}."""
+        values = list(row)
+        for index, process in self._results:
+            values[index] = process(values[index])
+        return dict(zip(self.columns, values, strict=True))
+
+
+_INSERT_ISSUANCE = Prepared(statements.INSERT_ISSUANCE, statements.ISSUANCE_COLUMNS)
+_SELECT_ISSUANCE = Prepared(statements.SELECT_ISSUANCE)
+_INSERT_ATTEMPT = Prepared(statements.INSERT_ATTEMPT, statements.ATTEMPT_COLUMNS)
+_CLOSE_ATTEMPT = Prepared(statements.CLOSE_ATTEMPT)
+_NOTE_PROGRESS = Prepared(statements.NOTE_PROGRESS)
 
 
 class SQLiteHotPath:
@@ -83,11 +118,9 @@ class SQLiteHotPath:
         connection = getattr(self._local, slot, None)
         if connection is None:
             connection = sqlite3.connect(self._database, check_same_thread=False)
-            connection.execute(f"PRAGMA busy_timeout = {0 if impatient else self._busy_timeout_ms}")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute("PRAGMA foreign_keys = ON")
-            if impatient:
-                connection.execute("PRAGMA wal_autocheckpoint = 0")
+            tune_sqlite(
+                connection, busy_timeout_ms=0 if impatient else self._busy_timeout_ms, autocheckpoint=not impatient
+            )
             setattr(self._local, slot, connection)
             self._opened.append(connection)
         return connection
@@ -123,11 +156,11 @@ class SQLiteHotPath:
         self._opened.clear()
         self._local = threading.local()
 
-    def _write(self, sql: str, params: tuple) -> int:
+    def _write(self, statement: Prepared, values: Mapping[str, Any]) -> int:
         """Execute a write; commit it at once, unless impatient (then `commit` comes later)."""
         connection = self._raw()
         try:
-            cursor = connection.execute(sql, params)
+            cursor = connection.execute(statement.sql, statement.parameters(values))
             if not getattr(self._local, "impatient", False):
                 connection.commit()
             return cursor.lastrowid
@@ -150,65 +183,21 @@ class SQLiteHotPath:
             self._raw().rollback()
 
     def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
-        row = self._raw().execute(_SELECT_ISSUANCE, (issuance_id,)).fetchone()
-        if row is None:
-            return None
-        return IssuanceRecord(
-            id=row[0],
-            created_at=from_text(row[1]),
-            expires_at=from_text(row[2]),
-            file_id=row[3],
-            recipient=row[4],
-            channel=row[5],
-            max_downloads=row[6],
-            revoked_at=from_text(row[7]),
+        row = (
+            self._raw()
+            .execute(_SELECT_ISSUANCE.sql, _SELECT_ISSUANCE.parameters({"issuance_id": issuance_id}))
+            .fetchone()
         )
+        return None if row is None else IssuanceRecord(**_SELECT_ISSUANCE.record(row))
 
-    def insert_issuance(
-        self,
-        file_id: str,
-        recipient: str | None,
-        channel: str,
-        created_at: datetime.datetime,
-        expires_at: datetime.datetime,
-        max_downloads: int | None,
-    ) -> int:
-        return self._write(
-            _INSERT_ISSUANCE,
-            (file_id, recipient, channel, to_text(created_at), to_text(expires_at), max_downloads),
-        )
+    def insert_issuance(self, values: Mapping[str, Any]) -> int:
+        return self._write(_INSERT_ISSUANCE, values)
 
     def insert_attempt(self, attempt: Attempt) -> int:
-        return self._write(
-            _INSERT_ATTEMPT,
-            (
-                attempt.issuance_id,
-                attempt.file_id,
-                to_text(attempt.started_at),
-                to_text(attempt.finished_at),
-                attempt.outcome,
-                attempt.http_status,
-                attempt.range_start,
-                attempt.range_end,
-                attempt.bytes_sent,
-                attempt.client_ip,
-                attempt.user_agent[:512] if attempt.user_agent else None,
-            ),
-        )
+        return self._write(_INSERT_ATTEMPT, attempt.row())
 
     def close_attempt(self, attempt: Attempt) -> None:
-        self._write(
-            _CLOSE_ATTEMPT,
-            (
-                attempt.outcome,
-                attempt.http_status,
-                attempt.bytes_sent,
-                to_text(attempt.finished_at),
-                attempt.range_start,
-                attempt.range_end,
-                attempt.id,
-            ),
-        )
+        self._write(_CLOSE_ATTEMPT, statements.close_values(attempt))
 
     def note_progress(self, attempt_id: int, bytes_sent: int) -> None:
-        self._write(_NOTE_PROGRESS, (bytes_sent, attempt_id))
+        self._write(_NOTE_PROGRESS, {"attempt_id": attempt_id, "bytes_sent": bytes_sent})

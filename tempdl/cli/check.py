@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from tempdl.audit.engine import alembic_config, make_engine
+from tempdl.audit.open import schema_revisions
 from tempdl.cli.init import WECHAT_PORTS
 from tempdl.cli.serve import x_accel_ignored_limits
 from tempdl.config.secret import SECRET_KEY_FILE
@@ -121,18 +120,6 @@ def check_scale_out(settings: Settings, found: Findings) -> None:
         found.warnings.append(f"{key} is nginx's job in x-accel mode (limit_conn, limit_rate: see deploy/nginx.conf)")
 
 
-def schema_revisions(engine: Engine) -> tuple[str | None, str | None]:
-    """(revision the database is at, newest revision in migrations/), without changing anything."""
-    # Alembic loads only here: the server process, which imports this module too, never carries it.
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    newest = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    return current, newest
-
-
 def check_database(settings: Settings, found: Findings) -> None:
     url = make_url(settings.database_url)
     shown = url.render_as_string(hide_password=True)
@@ -140,20 +127,16 @@ def check_database(settings: Settings, found: Findings) -> None:
         found.lines.append(f"database: {shown} (created at first start)")
         return
     try:
-        engine = make_engine(settings.database_url)
+        current, newest = schema_revisions(settings.database_url)
     except ModuleNotFoundError as error:
         found.problems.append(
             f"database {shown}: its driver {error.name!r} is not installed "
             "(build the pyz with --with-postgresql, or pip install -r requirements.txt)"
         )
         return
-    try:
-        current, newest = schema_revisions(engine)
     except Exception as error:  # any driver error: the operator needs the message, not a traceback
         found.problems.append(f"database {shown} does not answer: {getattr(error, 'orig', None) or error}")
         return
-    finally:
-        engine.dispose()
     state = "newest" if current == newest else f"serve upgrades it to {newest}"
     found.lines.append(f"database: {shown} (schema {current or 'empty'}, {state})")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from tempdl.cli.maintenance import open_audit
+from tempdl.audit.open import open_audit
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError, LinkInvalid
 from tempdl.links.catalog import Catalog
@@ -18,7 +18,7 @@ def issue(args: argparse.Namespace, settings: Settings) -> int:
     offered = Catalog(settings.files_dir, settings.files).by_id(args.file_id)
     if offered is None:
         raise CommandError(f"no file with id {args.file_id!r} is on offer (see files_dir and [[files]])")
-    audit = open_audit(settings)
+    audit = open_audit(settings.database_url)
     try:
         issued = Issuer(settings, audit, LinkSigner(settings.secret_keys)).issue(
             offered,
@@ -46,7 +46,7 @@ def _issuance_id(target: str, settings: Settings) -> int:
 
 def revoke(args: argparse.Namespace, settings: Settings) -> int:
     issuance_id = _issuance_id(args.target, settings)
-    audit = open_audit(settings)
+    audit = open_audit(settings.database_url)
     try:
         if not audit.revoke(issuance_id, utc_now()):
             raise CommandError(f"no issuance with id {issuance_id}")

@@ -9,48 +9,27 @@ import argparse
 import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, exists, select
-
-from tempdl.audit.engine import make_engine, upgrade
-from tempdl.audit.log import AuditLog
 from tempdl.audit.nginx_log import ingest
-from tempdl.audit.tables import DownloadAttempt, Issuance
+from tempdl.audit.open import open_audit
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import utc_now
 
 
-def open_audit(settings: Settings) -> AuditLog:
-    """The audit log the writing commands use, migrated to the newest schema first."""
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return AuditLog(engine)
-
-
 def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    open_audit(settings).close()
+    open_audit(settings.database_url).close()
     print("database is at the newest schema")
     return 0
 
 
 def prune(args: argparse.Namespace, settings: Settings) -> int:
-    """Delete attempts older than N days, then issuances that old that no attempt refers to.
-
-    One transaction: an interrupted prune removes nothing. An issuance some kept attempt still
-    names stays, so every attempt row keeps its link, recipient and file.
-    """
+    """Delete attempts older than N days, then issuances that old that no attempt refers to."""
     if args.older_than < 1:
         raise CommandError("--older-than must be at least 1 day")
     cutoff = utc_now() - datetime.timedelta(days=args.older_than)
-    attempts, issuances = DownloadAttempt.__table__, Issuance.__table__
-    audit = open_audit(settings)
+    audit = open_audit(settings.database_url)
     try:
-        with audit.engine.begin() as connection:
-            removed_attempts = connection.execute(delete(attempts).where(attempts.c.started_at < cutoff)).rowcount
-            referenced = exists(select(attempts.c.id).where(attempts.c.issuance_id == issuances.c.id))
-            removed_issuances = connection.execute(
-                delete(issuances).where(issuances.c.created_at < cutoff, ~referenced)
-            ).rowcount
+        removed_attempts, removed_issuances = audit.prune(cutoff)
     finally:
         audit.close()
     print(
@@ -66,7 +45,7 @@ def ingest_nginx_log(args: argparse.Namespace, settings: Settings) -> int:
     for path in paths:
         if not path.is_file():
             raise CommandError(f"{path}: no such log file")
-    audit = open_audit(settings)
+    audit = open_audit(settings.database_url)
     try:
         result = ingest(audit, paths)
     except (OSError, EOFError) as error:  # unreadable, or a truncated .gz

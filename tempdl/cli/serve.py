@@ -18,8 +18,8 @@ from tornado.httpserver import HTTPServer
 
 from tempdl import __version__
 from tempdl.app import AppState, make_app
-from tempdl.audit.engine import integrity_problem, make_engine, upgrade, upgrade_in_child_process
 from tempdl.audit.log import AuditLog
+from tempdl.audit.open import open_audit
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import utc_now
@@ -52,20 +52,9 @@ def prepare_audit(settings: Settings, *, migrate_in_child: bool = False) -> Audi
     `serve` migrates in a child process (`migrate_in_child`) so the server itself never carries
     Alembic in memory.
     """
-    engine = make_engine(settings.database_url)
-    problem = integrity_problem(engine)
-    if problem:
-        raise CommandError(f"the audit database fails SQLite's integrity check ({problem}); restore a backup")
-    if migrate_in_child:
-        try:
-            upgrade_in_child_process(settings.database_url)
-        except RuntimeError as error:
-            raise CommandError(f"cannot migrate the audit database: {error}") from None
-    else:
-        upgrade(engine)
-    audit = AuditLog(engine)
+    audit = open_audit(settings.database_url, migrate="child" if migrate_in_child else "here", check_integrity=True)
     now = utc_now()
-    closed = audit.close_abandoned_attempts(now, started_before=_abandoned_before(settings, engine, now))
+    closed = audit.close_abandoned_attempts(now, started_before=_abandoned_before(settings, audit.engine, now))
     if closed:
         log.warning("event=recovered_attempts count=%d outcome=partial cause=earlier_crash", closed)
     return audit

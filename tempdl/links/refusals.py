@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tempdl.audit.records import Outcome
+
 
 @dataclass(frozen=True)
 class Refusal:
     reason: str
     status: int
-    outcome: str
+    outcome: Outcome | None
     chinese: str
     english: str
     retry_after: int | None = None
@@ -28,35 +30,35 @@ class Refusal:
 BAD = Refusal(
     "bad",
     403,
-    "bad",
+    Outcome.BAD,
     "链接无效。请重新向公众号发送关键词获取新链接。",
     "This link is not valid. Send the keyword to the Official Account again for a new link.",
 )
 EXPIRED = Refusal(
     "expired",
     410,
-    "expired",
+    Outcome.EXPIRED,
     "链接已过期。请重新向公众号发送关键词获取新链接。",
     "This link has expired. Send the keyword to the Official Account again for a new link.",
 )
 REVOKED = Refusal(
     "revoked",
     410,
-    "revoked",
+    Outcome.REVOKED,
     "此链接已被撤销。",
     "This link has been revoked.",
 )
 USED_UP = Refusal(
     "used_up",
     410,
-    "limited",
+    Outcome.LIMITED,
     "此链接的下载次数已用完。请重新发送关键词获取新链接。",
     "This link has been used as many times as it may be. Send the keyword again for a new link.",
 )
 BUSY = Refusal(
     "busy",
     503,
-    "limited",
+    Outcome.LIMITED,
     "服务器正忙，请稍后再试。",
     "The server is busy right now; please try again in a moment.",
     retry_after=30,
@@ -64,21 +66,21 @@ BUSY = Refusal(
 QUOTA = Refusal(
     "quota",
     429,
-    "limited",
+    Outcome.LIMITED,
     "您今天的下载流量已用完，请明天再试。",
     "You have used up today's download allowance; please try again tomorrow.",
 )
 NOT_FOUND = Refusal(
     "not_found",
     404,
-    "not_found",
+    Outcome.NOT_FOUND,
     "此文件已不再提供。",
     "This file is no longer on offer.",
 )
 UNAVAILABLE = Refusal(
     "unavailable",
     503,
-    "",
+    None,  # not recorded: the audit database is what is unavailable
     "服务暂时不可用，请稍后再试。",
     "The service is temporarily unavailable; please try again shortly.",
     retry_after=10,

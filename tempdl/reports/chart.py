@@ -10,6 +10,7 @@ import math
 import zoneinfo
 from dataclasses import dataclass
 
+from tempdl.audit.records import Outcome
 from tempdl.reports.formats import human_bytes
 from tempdl.reports.stats import NONE_KEY, REFUSED_OUTCOMES, BreakdownRow
 
@@ -25,7 +26,7 @@ def short_recipient(key: str) -> str:
 
 def outcome_class(outcome: str) -> str:
     """CSS class of an outcome badge."""
-    if outcome in ("ok", "partial"):
+    if outcome in (Outcome.OK, Outcome.PARTIAL):
         return outcome
     return "refused" if outcome in REFUSED_OUTCOMES else "other"
 

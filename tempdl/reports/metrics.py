@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import Engine
 
-from tempdl.audit.tables import OUTCOMES
+from tempdl.audit.records import Outcome
 from tempdl.reports.stats import NONE_KEY, MetricsSnapshot, metrics_snapshot
 
 
@@ -29,7 +29,7 @@ def _families(snapshot: MetricsSnapshot | None, in_flight: int) -> list[Metric]:
     inflight = GaugeMetricFamily("tempdl_downloads_in_flight", "Downloads streaming right now in this process.")
     if snapshot is not None:
         issued.add_metric([], snapshot.links_issued)
-        for outcome in OUTCOMES:  # every outcome from the start, so rate() works from the first one
+        for outcome in Outcome:  # every outcome from the start, so rate() works from the first one
             attempts.add_metric([outcome], snapshot.attempts_by_outcome.get(outcome, 0))
         for file_id, count in sorted(snapshot.bytes_by_file.items()):
             if file_id != NONE_KEY:

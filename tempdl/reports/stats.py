@@ -30,11 +30,12 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from tempdl.audit.records import Outcome
 from tempdl.audit.tables import DownloadAttempt, Issuance
 
 BREAKDOWNS = ("day", "file", "recipient", "outcome")
-REFUSED_OUTCOMES = ("expired", "bad", "revoked", "limited", "not_found")
-OTHER_OUTCOMES = ("not_modified", "landing")  # answered, but no file was asked for
+REFUSED_OUTCOMES = (Outcome.EXPIRED, Outcome.BAD, Outcome.REVOKED, Outcome.LIMITED, Outcome.NOT_FOUND)
+OTHER_OUTCOMES = (Outcome.NOT_MODIFIED, Outcome.LANDING)  # answered, but no file was asked for
 NONE_KEY = "-"
 
 _issuances = Issuance.__table__
@@ -143,9 +144,9 @@ class BreakdownRow:
     def add(self, outcome: str, count: int, sent: int) -> None:
         self.attempts += count
         self.bytes_sent += sent
-        if outcome == "ok":
+        if outcome == Outcome.OK:
             self.ok += count
-        elif outcome == "partial":
+        elif outcome == Outcome.PARTIAL:
             self.partial += count
         elif outcome in REFUSED_OUTCOMES:
             self.refused += count
@@ -207,8 +208,8 @@ def _attempt_figures(*keys: ColumnElement) -> Select:
     return select(
         *keys,
         func.count().label("attempts"),
-        count_of("ok").label("ok"),
-        count_of("partial").label("partial"),
+        count_of(Outcome.OK).label("ok"),
+        count_of(Outcome.PARTIAL).label("partial"),
         count_of(*REFUSED_OUTCOMES).label("refused"),
         func.coalesce(func.sum(_attempts.c.bytes_sent), 0).label("bytes_sent"),
     )
@@ -240,7 +241,9 @@ def _totals(connection: Connection, period: Period, cube: _Cube) -> Totals:
     )
     recipients = connection.execute(select(func.count()).select_from(per_recipient.subquery())).scalar_one()
     downloaded = exists(
-        select(_attempts.c.issuance_id).where(_attempts.c.issuance_id == _issuances.c.id, _attempts.c.outcome == "ok")
+        select(_attempts.c.issuance_id).where(
+            _attempts.c.issuance_id == _issuances.c.id, _attempts.c.outcome == Outcome.OK
+        )
     )
     unused = connection.execute(
         select(func.count()).select_from(_issuances).where(*in_period, ~downloaded)
@@ -249,9 +252,9 @@ def _totals(connection: Connection, period: Period, cube: _Cube) -> Totals:
     for _key, outcome, count, sent in cube:
         totals.attempts += count
         totals.bytes_served += sent
-        if outcome == "ok":
+        if outcome == Outcome.OK:
             totals.downloads_ok += count
-        elif outcome == "partial":
+        elif outcome == Outcome.PARTIAL:
             totals.downloads_partial += count
         else:
             bucket = totals.refused if outcome in REFUSED_OUTCOMES else totals.other

@@ -52,20 +52,22 @@ CONTENT_SECURITY_POLICY = (
 )
 
 BAD_DATE = Refusal(
-    "bad_request", 400, "", "日期格式应为 YYYY-MM-DD，例如 2026-11-30。", "Dates must look like 2026-11-30."
+    "bad_request", 400, None, "日期格式应为 YYYY-MM-DD，例如 2026-11-30。", "Dates must look like 2026-11-30."
 )
-SINCE_AFTER_UNTIL = Refusal("bad_request", 400, "", "开始日期晚于结束日期。", "The since date is after the until date.")
+SINCE_AFTER_UNTIL = Refusal(
+    "bad_request", 400, None, "开始日期晚于结束日期。", "The since date is after the until date."
+)
 BAD_BREAKDOWN = Refusal(
     "bad_request",
     400,
-    "",
+    None,
     "by 只能是 day、file、recipient 或 outcome。",
     "by must be one of day, file, recipient, outcome.",
 )
 RANGE_TOO_LONG = Refusal(
     "bad_request",
     400,
-    "",
+    None,
     f"仪表板最多显示 {MAX_DASHBOARD_DAYS} 天；更长的时间段请用 stats.csv 或 python server.py stats。",
     f"The dashboard shows at most {MAX_DASHBOARD_DAYS} days; for longer periods use stats.csv or "
     "python server.py stats.",

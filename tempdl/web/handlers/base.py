@@ -98,4 +98,4 @@ def write_error_page(handler: RefusalMixin, status_code: int) -> None:
     )
     if status_code >= 500:
         log.error("event=error_page request_id=%s status=%d", handler.request_id, status_code)
-    handler.write_refusal(Refusal("error", status_code, "", chinese, english))
+    handler.write_refusal(Refusal("error", status_code, None, chinese, english))

@@ -29,7 +29,7 @@ FAILED_LOGINS_ADDRESSES = 10_000  # addresses remembered at most (the oldest go 
 UNAUTHORIZED = Refusal(
     "unauthorized",
     401,
-    "",
+    None,
     "需要管理员用户名和密码。",
     "This page needs the administrator's user name and password.",
 )
@@ -38,7 +38,7 @@ UNAUTHORIZED = Refusal(
 TOO_MANY_TRIES = Refusal(
     "too_many_tries",
     429,
-    "",
+    None,
     "密码错误次数过多，请稍后再试。",
     "Too many wrong passwords from your address; please try again later.",
 )

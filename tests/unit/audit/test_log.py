@@ -167,6 +167,17 @@ def test_what_counts_against_a_download_cap(audit):
 # --- which open rows a starting server closes ---------------------------------------------------
 
 
+def test_prune_removes_old_attempts_then_the_old_issuances_no_kept_attempt_names(seeded, settings):
+    cutoff = MORNING + datetime.timedelta(hours=1)
+    kept = issue(seeded, MORNING - datetime.timedelta(days=1), recipient="carol")  # old, but named by a new attempt
+    attempt(seeded, kept, LATE_EVENING, "ok", 7)
+    assert seeded.prune(cutoff) == (2, 1)  # the morning's two attempts, then the morning's link
+    left = rows(settings.database_url, "SELECT id FROM issuances ORDER BY id")
+    assert [row["id"] for row in left] == [2, kept]
+    assert len(rows(settings.database_url, "SELECT id FROM download_attempts")) == 4
+    assert seeded.prune(cutoff) == (0, 0)
+
+
 def test_a_starting_server_closes_only_rows_no_one_else_can_own(settings, audit, database_kind):
     now = datetime.datetime.now(UTC)
     link = issue(audit, now)
@@ -205,7 +216,7 @@ async def test_a_wal_the_checkpoints_cannot_finish_is_started_over(settings, aud
     holding its snapshot stands in for the writes that keep arriving: the checkpoints cannot
     finish, and once it lets go the event loop finishes the job right after a commit, with no
     further help from the audit thread."""
-    monkeypatch.setattr("tempdl.audit.log.CHECKPOINT_EVERY_WRITES", 50)
+    monkeypatch.setattr("tempdl.audit.runner.CHECKPOINT_EVERY_WRITES", 50)
     monkeypatch.setattr("tempdl.audit.sqlite.WAL_RESTART_FRAMES", 100)
     database = settings.database_url.removeprefix("sqlite:///")
     reader = sqlite3.connect(database, isolation_level=None)
@@ -216,7 +227,7 @@ async def test_a_wal_the_checkpoints_cannot_finish_is_started_over(settings, aud
     held = wal_frames(database)
     reader.execute("COMMIT")
     reader.close()
-    monkeypatch.setattr("tempdl.audit.log.CHECKPOINT_EVERY_WRITES", 10**9)  # no more from the audit thread
+    monkeypatch.setattr("tempdl.audit.runner.CHECKPOINT_EVERY_WRITES", 10**9)  # no more from the audit thread
     await write_attempts(audit, 100)
     assert len(rows(settings.database_url, "SELECT id FROM download_attempts")) == 700
     # Held back to ~3,400 frames, then started over: what 100 writes add (table and four indexes

@@ -1,0 +1,80 @@
+"""A/B of the 4 KiB download between two checkouts of tempdl, in one run, samples alternating.
+
+    taskset -c 1 /work/venv/bin/python bench/ab_small.py --before ../audit-before --after . --rounds 8
+
+Both servers run at once, pinned to CPU 0 as in `run.sh`, each on its own SQLite file; every
+round runs `wrk -t1 -c16` against one then the other (the order flips each round, so a drift of
+the machine hits both alike), and each sample is the 4 KiB workload of `harness.py`: keep-alive,
+every body checked, server CPU per response from `/proc`. Prints the medians and the ratios
+after/before. Needs `wrk` and `taskset`; run it with the project's venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import measure
+import servers
+
+
+def sample(server: servers.Server, small: Path, seconds: int) -> tuple[float, float]:
+    """(requests per second, server CPU µs per response) of one wrk run."""
+    pids = measure.tree(server.pid)
+    cpu0 = measure.cpu_seconds(pids)
+    result = measure.wrk(server.port, server.small_path, small, seconds=seconds)
+    responses = result.good + result.bad
+    if result.bad:
+        raise measure.BodyError(f"{server.name}: {result.bad} of {responses} responses were not the 4 KiB file")
+    return result.rps, (measure.cpu_seconds(pids) - cpu0) / max(1, responses) * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, required=True, help="checkout measured first (the reference)")
+    parser.add_argument("--after", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tempdl-ab-") as temp:
+        work = Path(temp)
+        files = work / "files"
+        files.mkdir()
+        small = files / "small.bin"
+        small.write_bytes(os.urandom(4096))
+        for name in ("big.bin", "huge.bin"):  # on offer in the bench config, never fetched here
+            (files / name).write_bytes(os.urandom(4096))
+        started: dict[str, servers.Server] = {}
+        try:
+            for side, repo in (("before", args.before), ("after", args.after)):
+                side_work = work / side
+                side_work.mkdir()
+                started[side] = servers.start_tempdl(side_work, files, repo.resolve(), with_huge=False)
+                measure.wrk(started[side].port, started[side].small_path, small, seconds=1)  # warm-up
+            figures: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+            for round_number in range(args.rounds):
+                order = ("before", "after") if round_number % 2 == 0 else ("after", "before")
+                for side in order:
+                    figures[side].append(sample(started[side], small, args.seconds))
+                    rps, cpu = figures[side][-1]
+                    print(f"round {round_number + 1} {side:6}: {rps:7,.0f} req/s  {cpu:5.0f} µs/req", file=sys.stderr)
+        finally:
+            for server in started.values():
+                server.stop()
+    medians = {
+        side: [statistics.median(column) for column in zip(*rows, strict=True)] for side, rows in figures.items()
+    }
+    (rps_before, cpu_before), (rps_after, cpu_after) = medians["before"], medians["after"]
+    print(f"4 KiB, medians of {args.rounds} alternating {args.seconds} s samples (wrk -t1 -c16):")
+    print(f"  before: {rps_before:,.0f} req/s, {cpu_before:.0f} µs server CPU/req")
+    print(f"  after:  {rps_after:,.0f} req/s, {cpu_after:.0f} µs server CPU/req")
+    print(f"  after/before: req/s {rps_after / rps_before:.3f}x, CPU/req {cpu_after / cpu_before:.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""How audit statements run: on one dedicated thread, or inline on the event loop with group commit.
+
+The server runs `AuditLog` methods through `AuditRunner.run`, so a busy or slow database never
+stalls the event loop that is streaming other downloads, and SQLite sees a single writer. On
+SQLite the methods marked `hot` first run inline (see `tempdl.audit.sqlite`), and those marked
+`writes` then wait for the one commit of their event-loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from tempdl.audit.engine import SQLITE_BUSY_TIMEOUT_MS
+from tempdl.audit.sqlite import SQLiteHotPath
+from tempdl.errors import AuditUnavailable
+
+T = TypeVar("T")
+CHECKPOINT_EVERY_WRITES = 500  # inline writes between two WAL checkpoints on the audit thread
+log = logging.getLogger("tempdl.audit")
+
+
+def _marked(method: Callable[..., Any], mark: str) -> bool:
+    """Whether a method (or a functools.partial of one) carries a `hot`/`writes` mark."""
+    target = method.func if isinstance(method, functools.partial) else method
+    return getattr(target, mark, False)
+
+
+def hot(method: Callable[..., T]) -> Callable[..., T]:
+    """Mark a method that runs on every download: on SQLite it may run inline (see `run`)."""
+    method.hot = True  # type: ignore[attr-defined]
+    return method
+
+
+def _hot_path_for(engine: Engine) -> SQLiteHotPath | None:
+    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
+        return None
+    return SQLiteHotPath(engine.url.database, SQLITE_BUSY_TIMEOUT_MS)
+
+
+def writes(method: Callable[..., T]) -> Callable[..., T]:
+    """Mark a method that writes: its success ends an incident of an unwritable database."""
+    method.writes = True  # type: ignore[attr-defined]
+    return method
+
+
+class AuditRunner:
+    """The thread, the inline path and the group commit that `AuditLog` runs its statements on."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-audit")
+        self.failing = False  # True from a failed write until the next successful one
+        self._hot = _hot_path_for(engine)
+        self._inline_writes = 0
+        self._pending_commit: asyncio.Future[None] | None = None
+
+    async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run one of this store's methods without blocking the event loop, and wait for it.
+
+        Hot-path methods on SQLite first run right here, impatiently (see `tempdl.audit.sqlite`);
+        everything else, and a hot call that met a lock, runs on the audit thread. A database
+        error becomes `AuditUnavailable`, logged once when an incident starts and once when a
+        write succeeds again, not on every request in between.
+        """
+        try:
+            if self._hot is not None and _marked(method, "hot"):
+                try:
+                    return self._succeeded(method, await self._run_inline(method, args, kwargs))
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) and "busy" not in str(error):
+                        raise
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
+        except (DBAPIError, sqlite3.Error, AuditUnavailable) as error:
+            reason = str(getattr(error, "orig", error))
+            if not self.failing:
+                self.failing = True
+                log.error("event=audit_unavailable error=%r: answering 503 until it can be written", reason)
+            raise AuditUnavailable(reason) from error
+        return self._succeeded(method, result)
+
+    def _succeeded(self, method: Callable[..., T], result: T) -> T:
+        if self.failing and _marked(method, "writes"):
+            self.failing = False
+            log.warning("event=audit_recovered: the audit database takes writes again")
+        return result
+
+    async def _run_inline(self, method: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        """Run a hot method on the event loop; a write returns once its group commit is done."""
+        assert self._hot is not None
+        try:
+            with self._hot.impatient():
+                result = method(*args, **kwargs)
+        except sqlite3.Error as error:
+            self._abandon_group(error)
+            raise
+        if _marked(method, "writes"):
+            await self._group_commit()
+            self._inline_writes += 1
+            if self._inline_writes >= CHECKPOINT_EVERY_WRITES:  # the impatient connection leaves them to us
+                self._inline_writes = 0
+                self._executor.submit(self._hot.checkpoint)
+        return result
+
+    async def _group_commit(self) -> None:
+        """Wait for the one commit that covers every inline write of this event-loop turn."""
+        if self._pending_commit is None:
+            loop = asyncio.get_running_loop()
+            self._pending_commit = loop.create_future()
+            loop.call_soon(self._commit_group)
+        await asyncio.shield(self._pending_commit)
+
+    def _commit_group(self) -> None:
+        group, self._pending_commit = self._pending_commit, None
+        assert group is not None and self._hot is not None
+        try:
+            self._hot.commit_impatient()
+        except sqlite3.Error as error:
+            group.set_exception(error)
+        else:
+            group.set_result(None)
+            self._hot.start_wal_over_if_due()
+
+    def _abandon_group(self, error: Exception) -> None:
+        """A write failed mid-group: roll back, and every write of the group fails with it."""
+        assert self._hot is not None
+        self._hot.rollback_impatient()
+        group, self._pending_commit = self._pending_commit, None
+        if group is not None:
+            group.set_exception(error)
+
+    def close(self) -> None:
+        """Wait for queued writes to finish, then release the database."""
+        self._executor.shutdown(wait=True)
+        if self._hot is not None:
+            self._hot.close()
+        self.engine.dispose()

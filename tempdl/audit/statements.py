@@ -1,0 +1,45 @@
+"""The statements every download and every new link runs, written once as SQLAlchemy Core.
+
+`AuditLog` executes them through SQLAlchemy on any database; on SQLite, `tempdl.audit.sqlite`
+compiles the same objects once for the sqlite3 driver. So there is one text per statement, and
+the two paths cannot drift apart. Each takes its values by name: the keys of `ISSUANCE_COLUMNS`,
+of `Attempt.row()`, and the `bindparam` names below.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, select, update
+
+from tempdl.audit.records import Attempt
+from tempdl.audit.tables import DownloadAttempt, Issuance
+
+issuances = cast(Table, Issuance.__table__)  # typed as a FromClause by the ORM
+attempts = cast(Table, DownloadAttempt.__table__)
+
+ISSUANCE_COLUMNS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")
+ATTEMPT_COLUMNS = tuple(column.name for column in attempts.columns if column.name != "id")
+"""What `Attempt.row()` gives: every column but the id."""
+
+INSERT_ISSUANCE = insert(issuances)
+SELECT_ISSUANCE = select(issuances).where(issuances.c.id == bindparam("issuance_id"))
+INSERT_ATTEMPT = insert(attempts)
+CLOSE_COLUMNS = ("outcome", "http_status", "bytes_sent", "finished_at", "range_start", "range_end")
+CLOSE_ATTEMPT = (
+    update(attempts)
+    .where(attempts.c.id == bindparam("attempt_id"))
+    .values({name: bindparam(name) for name in CLOSE_COLUMNS})
+)
+NOTE_PROGRESS = (
+    update(attempts)
+    .where(attempts.c.id == bindparam("attempt_id"), attempts.c.finished_at.is_(None))
+    .values(bytes_sent=bindparam("bytes_sent"))
+)
+
+
+def close_values(attempt: Attempt) -> dict[str, Any]:
+    """`CLOSE_ATTEMPT`'s values: what came of `attempt`."""
+    values = {name: getattr(attempt, name) for name in CLOSE_COLUMNS}
+    values["attempt_id"] = attempt.id
+    return values
