@@ -30,6 +30,8 @@ class Outcome(StrEnum):
     NOT_FOUND = "not_found"  # the file is no longer on offer
     NOT_MODIFIED = "not_modified"  # 304
     LANDING = "landing"  # the WeChat in-app browser page, not the file
+    UNSATISFIABLE = "unsatisfiable"  # 416: the Range lies past the end (e.g. resuming a finished file)
+    ERROR = "error"  # the server could not read the file; `bytes_sent` says how far it got
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Attempt:
     range_end: int | None = None
     bytes_sent: int = 0
     finished_at: datetime.datetime | None = None
+    method: str = "GET"  # HEAD is recorded but never counts as a download
+    server_id: str | None = None  # which server wrote the row: crash recovery closes only its own
     id: int | None = field(default=None)
 
     def row(self) -> dict[str, Any]:
@@ -74,4 +78,6 @@ class Attempt:
             "bytes_sent": self.bytes_sent,
             "client_ip": self.client_ip,
             "user_agent": (self.user_agent or None) and self.user_agent[:USER_AGENT_MAX],
+            "method": self.method,
+            "server_id": self.server_id,
         }

@@ -107,6 +107,9 @@ class DownloadAttempt(Base):
     bytes_sent: Mapped[int] = mapped_column(BigInteger, default=0)
     client_ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX))
+    # Migration 0003; NULL on rows written before it (all of them GETs, by one server).
+    method: Mapped[str | None] = mapped_column(String(8))
+    server_id: Mapped[str | None] = mapped_column(String(64))
 
     # Covering indexes for the reports (migration 0002): each holds every column a report reads,
     # in the order it groups by, so even SQLite aggregates millions of rows by streaming an index.

@@ -59,3 +59,25 @@ def test_report_indexes_go_up_and_down_and_keep_the_rows(empty_database: str):
     }
     engine.dispose()
     assert rows(database, "SELECT COUNT(*) AS n FROM download_attempts")[0]["n"] == 9
+
+
+def test_method_and_server_columns_go_up_and_down_and_keep_the_rows(empty_database: str):
+    engine = make_engine(empty_database)
+
+    def migrate(direction, revision: str) -> None:
+        with engine.begin() as connection:
+            config = alembic_config(engine)
+            config.attributes["connection"] = connection
+            direction(config, revision)
+
+    migrate(command.upgrade, "0002")
+    write_hand_built_history(engine)
+    migrate(command.upgrade, "0003")
+    columns = {column["name"] for column in inspect(engine).get_columns("download_attempts")}
+    assert {"method", "server_id"} <= columns
+    assert rows(empty_database, "SELECT COUNT(*) AS n FROM download_attempts WHERE method IS NULL")[0]["n"] == 9
+    migrate(command.downgrade, "0002")
+    columns = {column["name"] for column in inspect(engine).get_columns("download_attempts")}
+    assert not {"method", "server_id"} & columns
+    engine.dispose()
+    assert rows(empty_database, "SELECT COUNT(*) AS n FROM download_attempts")[0]["n"] == 9
