@@ -21,10 +21,6 @@ from tests.support import in_ci, reply_content, rows, sample_bytes, text_message
 BIG = 64 * 1024 * 1024
 
 
-def serve_command(server: LiveServer) -> list[str]:
-    return [sys.executable, "server.py", "serve", "--config", str(server.config_path), "--port", "0"]
-
-
 @pytest.fixture
 def server(tmp_path):
     live = LiveServer.with_live_files(tmp_path).start()
