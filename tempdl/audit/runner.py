@@ -65,7 +65,7 @@ class AuditRunner:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-audit")
         self.failing = False  # True from a failed write until the next successful one
         self._hot = _hot_path_for(engine)
-        self._file = DatabaseFile(engine.url.database) if self._hot is not None else None
+        self._file = DatabaseFile(str(engine.url.database)) if self._hot is not None else None
         self._inline_writes = 0
         self._pending_commit: asyncio.Future[None] | None = None
 
