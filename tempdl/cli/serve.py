@@ -1,5 +1,7 @@
 """Running the server: start-up checks, listening, and a graceful shutdown that loses no record.
 
+Before anything touches the database, the server takes `data_dir`'s lock (`tempdl.cli.instance`):
+a second server on the same `data_dir` stops there with one line naming the first one's PID.
 On SIGTERM or SIGINT the server stops accepting, gives downloads in flight `shutdown_grace`
 seconds to finish, then closes the rest (their rows become `partial` with the bytes they got),
 waits for every audit write to be committed, and exits 0.
@@ -15,11 +17,13 @@ import logging
 import signal
 
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 
 from tempdl import __version__
 from tempdl.app import AppState, make_app
 from tempdl.audit.log import AuditLog
 from tempdl.audit.open import open_audit
+from tempdl.cli.instance import ServerLock, server_id
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import utc_now
@@ -34,6 +38,8 @@ CLOSING_WAIT = 5
 """Seconds, after shutdown_grace, for closed downloads to write their last audit rows."""
 STALE_OPEN_ATTEMPT = datetime.timedelta(days=1)
 """An attempt row still open this long after it started belongs to no live download or log."""
+WAL_CHECK_EVERY_MS = 2000
+"""How often the audit thread looks whether a long SQLite WAL can be cut back."""
 
 
 def make_http_server(app, settings: Settings) -> HTTPServer:
@@ -46,15 +52,21 @@ def make_http_server(app, settings: Settings) -> HTTPServer:
     )
 
 
-def prepare_audit(settings: Settings, *, migrate_in_child: bool = False) -> AuditLog:
+def prepare_audit(settings: Settings, *, migrate_in_child: bool = False, server: str | None = None) -> AuditLog:
     """Open the audit database, migrate it, and close attempts a crash left open.
 
     `serve` migrates in a child process (`migrate_in_child`) so the server itself never carries
-    Alembic in memory.
+    Alembic in memory. `server` is the id the rows of this server carry: on a shared database
+    its own open rows are a crash's leftovers whatever their age.
     """
-    audit = open_audit(settings.database_url, migrate="child" if migrate_in_child else "here", check_integrity=True)
+    audit = open_audit(
+        settings.database_url, migrate="child" if migrate_in_child else "here", check_integrity=True, server_id=server
+    )
     now = utc_now()
-    closed = audit.close_abandoned_attempts(now, started_before=_abandoned_before(settings, audit.engine, now))
+    closed = audit.close_abandoned_attempts(
+        started_before=_abandoned_before(settings, audit.engine, now),
+        server_id=server if settings.serve_mode == "direct" else None,
+    )
     if closed:
         log.warning("event=recovered_attempts count=%d outcome=partial cause=earlier_crash", closed)
     return audit
@@ -67,7 +79,7 @@ def _abandoned_before(settings: Settings, engine, now: datetime.datetime) -> dat
     finished. On a shared database (PostgreSQL) another process may be streaming right now, and
     in x-accel mode an open row waits for `ingest-nginx-log` to say what nginx sent: closing
     those would free a download slot while it is in use, or lose the bytes. There, only rows
-    older than `STALE_OPEN_ATTEMPT` are closed.
+    older than `STALE_OPEN_ATTEMPT` are closed, and (direct mode) the rows this server wrote.
     """
     if engine.dialect.name == "sqlite" and settings.serve_mode == "direct":
         return None
@@ -106,7 +118,15 @@ def settle_startup_objects() -> None:
 
 
 async def serve_until_stopped(settings: Settings) -> None:
-    audit = prepare_audit(settings, migrate_in_child=True)
+    lock = ServerLock(settings.data_dir)  # first: a second server must not touch a row
+    try:
+        await _serve_holding_lock(settings)
+    finally:
+        lock.release()
+
+
+async def _serve_holding_lock(settings: Settings) -> None:
+    audit = prepare_audit(settings, migrate_in_child=True, server=server_id(settings.data_dir))
     state = AppState()
     inflight = state.requests_in_flight  # shutdown waits for these rows
     app = make_app(settings, audit, state=state)
@@ -138,8 +158,11 @@ async def serve_until_stopped(settings: Settings) -> None:
     )
     for key in x_accel_ignored_limits(settings):
         log.warning("event=limit_not_applied key=%s serve_mode=x-accel: set it in nginx (limit_conn, limit_rate)", key)
+    wal_check = PeriodicCallback(audit.cut_wal_back_soon, WAL_CHECK_EVERY_MS)
+    wal_check.start()
     settle_startup_objects()
     await stop.wait()
+    wal_check.stop()
 
     log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)
     server.stop()
