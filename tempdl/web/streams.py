@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from tempdl.web.inflight import InFlight
 
 RATE_WINDOW = 1.0
-"""Seconds: a look closer to the last one than this keeps the rate it gave."""
+"""Seconds: the shortest stretch a rate is measured over."""
 
 
 class SentSoFar(Protocol):
@@ -30,21 +30,25 @@ class Stream:
     recipient: str | None
     started: float  # `now()` when the first byte was about to go
     counter: SentSoFar | None = None
-    _last_look: tuple[float, int] | None = field(default=None, repr=False)
-    _rate: float = field(default=0.0, repr=False)
+    _marks: list[tuple[float, int]] = field(default_factory=list, repr=False)
 
     @property
     def sent(self) -> int:
         return self.counter.sent if self.counter is not None else 0
 
     def rate(self, now: float) -> float:
-        """Bytes per second since the previous look (the first look: since the start)."""
+        """Bytes per second over the last one to two `RATE_WINDOW`s (at first: since the start).
+
+        The marks move only once a window has passed, so however often someone looks, the
+        figure covers at least one window, never a few milliseconds.
+        """
         sent = self.sent
-        since, sent_then = self._last_look or (self.started, 0)
-        if now - since >= RATE_WINDOW or self._last_look is None:
-            self._rate = (sent - sent_then) / max(now - since, 1e-3)
-            self._last_look = (now, sent)
-        return self._rate
+        if not self._marks:
+            self._marks = [(self.started, 0), (self.started, 0)]
+        if now - self._marks[1][0] >= RATE_WINDOW:
+            self._marks = [self._marks[1], (now, sent)]
+        since, sent_then = self._marks[0]
+        return (sent - sent_then) / max(now - since, 1e-3)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from tempdl.web.handlers.basic_auth import FailedLogins
 log = logging.getLogger("tempdl.admin")
 
 RECIPIENT_MAX = 128  # the column's width
-QR_OPTIONS = {"scale": 4, "border": 2, "dark": "#111", "light": "#fff", "xmldecl": False, "svgns": True}
+QR_OPTIONS = {"scale": 4, "border": 2, "dark": "#111", "light": "#fff", "title": "QR"}
 """How the link page draws its QR code (`segno`'s `svg_inline`); tests redraw it the same way."""
 
 
