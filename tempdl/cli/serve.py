@@ -2,7 +2,8 @@
 
 On SIGTERM or SIGINT the server stops accepting, gives downloads in flight `shutdown_grace`
 seconds to finish, then closes the rest (their rows become `partial` with the bytes they got),
-waits for every audit write to be committed, and exits 0.
+waits for every audit write to be committed, and exits 0. On SIGHUP it reads the config again
+(`tempdl.cli.reload`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime
 import gc
 import logging
 import signal
+from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
 
@@ -20,6 +22,7 @@ from tempdl import __version__
 from tempdl.app import AppState, make_app
 from tempdl.audit.log import AuditLog
 from tempdl.audit.open import open_audit
+from tempdl.cli.reload import notify, reload, settings_loader
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import utc_now
@@ -105,7 +108,8 @@ def settle_startup_objects() -> None:
     gc.freeze()
 
 
-async def serve_until_stopped(settings: Settings) -> None:
+async def serve_until_stopped(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT; `load` gives the settings again on SIGHUP (None: no reloads)."""
     audit = prepare_audit(settings, migrate_in_child=True)
     state = AppState()
     inflight = state.requests_in_flight  # shutdown waits for these rows
@@ -122,6 +126,8 @@ async def serve_until_stopped(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if load is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload, app, load)
     log.info(
         "event=listening address=%s port=%d url=http://%s:%d config=%s public_url=%s wechat_path=%s wechat=%s "
         "files_dir=%s version=%s",
@@ -139,8 +145,10 @@ async def serve_until_stopped(settings: Settings) -> None:
     for key in x_accel_ignored_limits(settings):
         log.warning("event=limit_not_applied key=%s serve_mode=x-accel: set it in nginx (limit_conn, limit_rate)", key)
     settle_startup_objects()
+    notify("READY=1")
     await stop.wait()
 
+    notify("STOPPING=1")
     log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)
     server.stop()
     if not await inflight.wait_idle(settings.shutdown_grace):
@@ -153,5 +161,5 @@ async def serve_until_stopped(settings: Settings) -> None:
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """`serve`: run until SIGTERM or SIGINT, then shut down without losing an audit row."""
-    asyncio.run(serve_until_stopped(settings))
+    asyncio.run(serve_until_stopped(settings, settings_loader(args)))
     return 0
