@@ -4,7 +4,8 @@ Before anything touches the database, the server takes `data_dir`'s lock (`tempd
 a second server on the same `data_dir` stops there with one line naming the first one's PID.
 On SIGTERM or SIGINT the server stops accepting, gives downloads in flight `shutdown_grace`
 seconds to finish, then closes the rest (their rows become `partial` with the bytes they got),
-waits for every audit write to be committed, and exits 0.
+waits for every audit write to be committed, and exits 0. On SIGHUP it reads the config again
+(`tempdl.cli.reload`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import datetime
 import gc
 import logging
 import signal
+from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
@@ -24,6 +26,7 @@ from tempdl.app import AppState, make_app
 from tempdl.audit.log import AuditLog
 from tempdl.audit.open import open_audit
 from tempdl.cli.instance import ServerLock, server_id
+from tempdl.cli.reload import notify, reload, settings_loader
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import utc_now
@@ -117,15 +120,16 @@ def settle_startup_objects() -> None:
     gc.freeze()
 
 
-async def serve_until_stopped(settings: Settings) -> None:
+async def serve_until_stopped(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT; `load` gives the settings again on SIGHUP (None: no reloads)."""
     lock = ServerLock(settings.data_dir)  # first: a second server must not touch a row
     try:
-        await _serve_holding_lock(settings)
+        await _serve_holding_lock(settings, load)
     finally:
         lock.release()
 
 
-async def _serve_holding_lock(settings: Settings) -> None:
+async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] | None) -> None:
     audit = prepare_audit(settings, migrate_in_child=True, server=server_id(settings.data_dir))
     state = AppState()
     inflight = state.requests_in_flight  # shutdown waits for these rows
@@ -142,6 +146,8 @@ async def _serve_holding_lock(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if load is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload, app, load)
     log.info(
         "event=listening address=%s port=%d url=http://%s:%d config=%s public_url=%s wechat_path=%s wechat=%s "
         "files_dir=%s version=%s",
@@ -161,9 +167,11 @@ async def _serve_holding_lock(settings: Settings) -> None:
     wal_check = PeriodicCallback(audit.cut_wal_back_soon, WAL_CHECK_EVERY_MS)
     wal_check.start()
     settle_startup_objects()
+    notify("READY=1")
     await stop.wait()
     wal_check.stop()
 
+    notify("STOPPING=1")
     log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)
     server.stop()
     if not await inflight.wait_idle(settings.shutdown_grace):
@@ -176,5 +184,5 @@ async def _serve_holding_lock(settings: Settings) -> None:
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """`serve`: run until SIGTERM or SIGINT, then shut down without losing an audit row."""
-    asyncio.run(serve_until_stopped(settings))
+    asyncio.run(serve_until_stopped(settings, settings_loader(args)))
     return 0

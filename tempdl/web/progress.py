@@ -38,6 +38,11 @@ class ProgressNotes:
             due = max(0.0, self._last_note + PROGRESS_INTERVAL - self._now())
             self._timer = asyncio.get_running_loop().call_later(due, self._write)
 
+    @property
+    def sent(self) -> int:
+        """The latest figure given, written to the row or not yet."""
+        return self._unsaved
+
     def stop(self) -> None:
         """No more notes: the download ended, and its row gets the final figure."""
         if self._timer is not None:
