@@ -67,12 +67,12 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start_and_leaves_the_ro
         text=True,
         timeout=30,
     )
-    client.close()
     assert second.returncode == 1
     [line] = second.stderr.strip().splitlines()
     assert f"(PID {server.process.pid})" in line
     [row] = server.rows("SELECT finished_at, outcome FROM download_attempts")
     assert row["finished_at"] is None  # still the first server's running download
+    client.close()  # only now: hanging up closes the row, which must not be mistaken for the second's doing
     assert "recovered_attempts" not in second.stdout + second.stderr
     assert server.request("GET", "/healthz").status == 200
 
