@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, CursorResult, delete, exists, func, insert, or_, select, text, update
 
 from tempdl.audit import counts, statements
 from tempdl.audit.records import Attempt, IssuanceRecord, Outcome
@@ -136,7 +136,7 @@ class AuditLog(AuditRunner):
         if self._hot is not None:
             return self._hot.insert_attempt(attempt)
         with self.engine.begin() as connection:
-            return int(connection.execute(statements.INSERT_ATTEMPT, attempt.row()).inserted_primary_key[0])
+            return _new_id(connection.execute(statements.INSERT_ATTEMPT, attempt.row()))
 
     @hot
     @writes
@@ -171,7 +171,7 @@ class AuditLog(AuditRunner):
             if used >= download_cap:
                 return False
             result = connection.execute(statements.INSERT_ATTEMPT, attempt.row())
-        attempt.id = int(result.inserted_primary_key[0])
+        attempt.id = _new_id(result)
         return True
 
     @hot
@@ -224,7 +224,7 @@ class AuditLog(AuditRunner):
                     finished.append(attempt)
                 else:
                     not_open.append(attempt.id)
-            existing = set()
+            existing: set[int] = set()
             if not_open:
                 existing = set(connection.execute(select(_attempts.c.id).where(_attempts.c.id.in_(not_open))).scalars())
         already = sum(1 for attempt_id in not_open if attempt_id in existing)
@@ -242,7 +242,7 @@ class AuditLog(AuditRunner):
         server wrote: on a database other processes share, or whose rows nginx's log still has
         to finish, an open row may be alive, unless the server recovering now wrote it.
         """
-        conditions = [_attempts.c.finished_at.is_(None)]
+        conditions: list[ColumnElement[bool]] = [_attempts.c.finished_at.is_(None)]
         if started_before is not None:
             older = _attempts.c.started_at < started_before
             conditions.append(or_(older, _attempts.c.server_id == server_id) if server_id else older)
@@ -293,7 +293,7 @@ class AuditLog(AuditRunner):
     def recipient_bytes_since(self, recipient: str, since: datetime.datetime) -> int:
         """Body bytes sent on all links of one recipient since a moment (the daily allowance)."""
         with self.engine.connect() as connection:
-            total = connection.execute(
+            total: int = connection.execute(
                 select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0))
                 .select_from(_attempts.join(_issuances, _attempts.c.issuance_id == _issuances.c.id))
                 .where(_issuances.c.recipient == recipient, _attempts.c.started_at >= since)
@@ -322,4 +322,12 @@ def _issuance_values(named: dict[str, Any]) -> dict[str, Any]:
 
 
 def _insert_issuance(connection: Connection, values: dict[str, Any]) -> int:
-    return int(connection.execute(statements.INSERT_ISSUANCE, values).inserted_primary_key[0])
+    return _new_id(connection.execute(statements.INSERT_ISSUANCE, values))
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    """The primary key an INSERT just created (every tempdl insert writes exactly one row)."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise TypeError("not the result of a single-row INSERT")
+    return int(key[0])

@@ -185,7 +185,7 @@ class SQLiteHotPath:
             cursor = connection.execute(statement.sql, statement.parameters(values))
             if not getattr(self._local, "impatient", False):
                 connection.commit()
-            return cursor.lastrowid
+            return int(cursor.lastrowid or 0)  # the new row for an INSERT; UPDATE callers ignore it
         except sqlite3.Error:
             connection.rollback()
             raise

@@ -45,7 +45,7 @@ def recent_issuances(engine: Engine, limit: int) -> list[RecentIssuance]:
     query = select(*(_issuances.c[name] for name in RecentIssuance.__dataclass_fields__))
     query = query.order_by(_issuances.c.id.desc()).limit(limit)
     with engine.connect() as connection:
-        return [RecentIssuance(*row) for row in connection.execute(query)]
+        return [RecentIssuance(**row._asdict()) for row in connection.execute(query)]
 
 
 def local_starts(now: datetime.datetime, zone: zoneinfo.ZoneInfo) -> tuple[datetime.datetime, datetime.datetime]:
