@@ -14,6 +14,7 @@ import gc
 import logging
 import signal
 
+from tornado import httputil
 from tornado.httpserver import HTTPServer
 
 from tempdl import __version__
@@ -24,6 +25,7 @@ from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import utc_now
 from tempdl.web.access_log import quoted
+from tempdl.web.client_address import RealClientAdapter, TrustedProxies
 
 log = logging.getLogger("tempdl.server")
 
@@ -36,10 +38,24 @@ STALE_OPEN_ATTEMPT = datetime.timedelta(days=1)
 """An attempt row still open this long after it started belongs to no live download or log."""
 
 
+class TempdlHTTPServer(HTTPServer):
+    """Tornado's server, with the client's address taken from `trusted_proxies` only.
+
+    Tornado's own `xheaders` stays off: it believes X-Real-IP from anyone.
+    """
+
+    def initialize(self, app, *, trusted: TrustedProxies, **options) -> None:  # type: ignore[override]
+        super().initialize(app, xheaders=False, **options)
+        self.trusted = trusted
+
+    def start_request(self, server_conn, request_conn) -> httputil.HTTPMessageDelegate:
+        return RealClientAdapter(super().start_request(server_conn, request_conn), request_conn, self.trusted)
+
+
 def make_http_server(app, settings: Settings) -> HTTPServer:
-    return HTTPServer(
+    return TempdlHTTPServer(
         app,
-        xheaders=settings.serve_mode == "x-accel",  # behind nginx, X-Real-IP is the client
+        trusted=TrustedProxies(settings.trusted_proxies),
         max_header_size=MAX_HEADER_BYTES,
         idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
         body_timeout=BODY_TIMEOUT,

@@ -153,6 +153,14 @@ KEYS: tuple[Key, ...] = (
         'With serve_mode = "x-accel": the nginx `internal` location that maps to files_dir.',
     ),
     Key(
+        "trusted_proxies",
+        ("127.0.0.1", "::1"),
+        parsers.address_ranges,
+        "Addresses or CIDR ranges of reverse proxies. Only from them are X-Real-IP and X-Forwarded-For "
+        "believed (audit client_ip, the admin lockout); for X-Forwarded-For the client is the right-most "
+        "address that is not a trusted proxy. From anyone else those headers are ignored.",
+    ),
+    Key(
         "sendfile",
         True,
         parsers.boolean,

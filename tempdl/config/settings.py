@@ -73,6 +73,7 @@ class Settings:
     timezone: str = default("timezone")
     serve_mode: str = default("serve_mode")
     x_accel_prefix: str = default("x_accel_prefix")
+    trusted_proxies: tuple[str, ...] = default("trusted_proxies")
     sendfile: bool = default("sendfile")
     admin_password: str | None = field(default=default("admin.password"), repr=False)
     wechat: WeChatSettings = WeChatSettings()

@@ -31,6 +31,7 @@ SAMPLES: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
     "serve_mode": "x-accel",
     "x_accel_prefix": "/_internal/",
+    "trusted_proxies": ["10.0.0.0/8", "192.0.2.1"],
     "sendfile": False,
     "wechat.path": "/wx",
     "wechat.token": "sampletoken123",
