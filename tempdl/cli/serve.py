@@ -23,13 +23,13 @@ from tempdl.audit.log import AuditLog
 from tempdl.audit.open import open_audit
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
-from tempdl.timeutil import utc_now
+from tempdl.timeutil import Clock, utc_now
 from tempdl.web.access_log import quoted
 from tempdl.web.client_address import RealClientAdapter, TrustedProxies
+from tempdl.web.oversized import HEAD_READ_CEILING, HeadLimitAdapter
 
 log = logging.getLogger("tempdl.server")
 
-MAX_HEADER_BYTES = 16 * 1024
 IDLE_CONNECTION_TIMEOUT = 60
 BODY_TIMEOUT = 30
 CLOSING_WAIT = 5
@@ -39,24 +39,34 @@ STALE_OPEN_ATTEMPT = datetime.timedelta(days=1)
 
 
 class TempdlHTTPServer(HTTPServer):
-    """Tornado's server, with the client's address taken from `trusted_proxies` only.
+    """Tornado's server, with the client's address taken from `trusted_proxies` only, and a real
+    answer (414, 431) for a request head over the size limit.
 
     Tornado's own `xheaders` stays off: it believes X-Real-IP from anyone.
     """
 
-    def initialize(self, app, *, trusted: TrustedProxies, **options) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self, app, *, trusted: TrustedProxies, audit: AuditLog | None, clock: Clock, **options
+    ) -> None:
         super().initialize(app, xheaders=False, **options)
         self.trusted = trusted
+        self.audit = audit
+        self.clock = clock
 
     def start_request(self, server_conn, request_conn) -> httputil.HTTPMessageDelegate:
-        return RealClientAdapter(super().start_request(server_conn, request_conn), request_conn, self.trusted)
+        app_delegate = super().start_request(server_conn, request_conn)
+        limited = HeadLimitAdapter(app_delegate, request_conn, self.audit, self.clock)
+        return RealClientAdapter(limited, request_conn, self.trusted)
 
 
-def make_http_server(app, settings: Settings) -> HTTPServer:
+def make_http_server(app, settings: Settings, audit: AuditLog | None = None, *, clock: Clock = utc_now) -> HTTPServer:
+    """The server `serve` runs; `audit` receives the rows of oversized download requests."""
     return TempdlHTTPServer(
         app,
         trusted=TrustedProxies(settings.trusted_proxies),
-        max_header_size=MAX_HEADER_BYTES,
+        audit=audit,
+        clock=clock,
+        max_header_size=HEAD_READ_CEILING,
         idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
         body_timeout=BODY_TIMEOUT,
     )
@@ -126,7 +136,7 @@ async def serve_until_stopped(settings: Settings) -> None:
     state = AppState()
     inflight = state.requests_in_flight  # shutdown waits for these rows
     app = make_app(settings, audit, state=state)
-    server = make_http_server(app, settings)
+    server = make_http_server(app, settings, audit)
     try:
         server.listen(settings.port, settings.address)
     except OSError as error:
