@@ -14,9 +14,6 @@ import gc
 import logging
 import signal
 
-from tornado import httputil
-from tornado.httpserver import HTTPServer
-
 from tempdl import __version__
 from tempdl.app import AppState, make_app
 from tempdl.audit.log import AuditLog
@@ -25,8 +22,9 @@ from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import Clock, utc_now
 from tempdl.web.access_log import quoted
-from tempdl.web.client_address import RealClientAdapter, TrustedProxies
-from tempdl.web.oversized import HEAD_READ_CEILING, HeadLimitAdapter
+from tempdl.web.client_address import TrustedProxies
+from tempdl.web.http_server import TempdlHTTPServer, default_max_connections
+from tempdl.web.oversized import HEAD_READ_CEILING
 
 log = logging.getLogger("tempdl.server")
 
@@ -38,34 +36,16 @@ STALE_OPEN_ATTEMPT = datetime.timedelta(days=1)
 """An attempt row still open this long after it started belongs to no live download or log."""
 
 
-class TempdlHTTPServer(HTTPServer):
-    """Tornado's server, with the client's address taken from `trusted_proxies` only, and a real
-    answer (414, 431) for a request head over the size limit.
-
-    Tornado's own `xheaders` stays off: it believes X-Real-IP from anyone.
-    """
-
-    def initialize(  # type: ignore[override]
-        self, app, *, trusted: TrustedProxies, audit: AuditLog | None, clock: Clock, **options
-    ) -> None:
-        super().initialize(app, xheaders=False, **options)
-        self.trusted = trusted
-        self.audit = audit
-        self.clock = clock
-
-    def start_request(self, server_conn, request_conn) -> httputil.HTTPMessageDelegate:
-        app_delegate = super().start_request(server_conn, request_conn)
-        limited = HeadLimitAdapter(app_delegate, request_conn, self.audit, self.clock)
-        return RealClientAdapter(limited, request_conn, self.trusted)
-
-
-def make_http_server(app, settings: Settings, audit: AuditLog | None = None, *, clock: Clock = utc_now) -> HTTPServer:
+def make_http_server(
+    app, settings: Settings, audit: AuditLog | None = None, *, clock: Clock = utc_now
+) -> TempdlHTTPServer:
     """The server `serve` runs; `audit` receives the rows of oversized download requests."""
     return TempdlHTTPServer(
         app,
         trusted=TrustedProxies(settings.trusted_proxies),
         audit=audit,
         clock=clock,
+        max_connections=settings.max_connections or default_max_connections(),
         max_header_size=HEAD_READ_CEILING,
         idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
         body_timeout=BODY_TIMEOUT,
@@ -150,7 +130,7 @@ async def serve_until_stopped(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     log.info(
         "event=listening address=%s port=%d url=http://%s:%d config=%s public_url=%s wechat_path=%s wechat=%s "
-        "files_dir=%s version=%s",
+        "files_dir=%s max_connections=%d version=%s",
         settings.address,
         settings.port,
         host,
@@ -160,6 +140,7 @@ async def serve_until_stopped(settings: Settings) -> None:
         settings.wechat.path,
         wechat_modes(settings),
         quoted(settings.files_dir),
+        server.cap.limit,
         __version__,
     )
     for key in x_accel_ignored_limits(settings):

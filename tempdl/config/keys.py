@@ -161,6 +161,13 @@ KEYS: tuple[Key, ...] = (
         "address that is not a trusted proxy. From anyone else those headers are ignored.",
     ),
     Key(
+        "max_connections",
+        None,
+        parsers.positive_int,
+        "Connections held at once; over it new ones are refused at once, with one log line per incident.",
+        shown="<the open-files limit minus a quarter (at least 64) for files and the database>",
+    ),
+    Key(
         "sendfile",
         True,
         parsers.boolean,

@@ -26,6 +26,13 @@ def non_negative_int(value: Any) -> int:
     return value
 
 
+def positive_int(value: Any) -> int:
+    number = non_negative_int(value)
+    if number < 1:
+        raise ValueError(f"must be a whole number >= 1, not {number}")
+    return number
+
+
 def port(value: Any) -> int:
     number = non_negative_int(value)
     if number > 65535:

@@ -74,6 +74,8 @@ class Settings:
     serve_mode: str = default("serve_mode")
     x_accel_prefix: str = default("x_accel_prefix")
     trusted_proxies: tuple[str, ...] = default("trusted_proxies")
+    max_connections: int | None = default("max_connections")
+    """None: `serve` derives it from the open-files limit."""
     sendfile: bool = default("sendfile")
     admin_password: str | None = field(default=default("admin.password"), repr=False)
     wechat: WeChatSettings = WeChatSettings()

@@ -32,6 +32,7 @@ SAMPLES: dict[str, Any] = {
     "serve_mode": "x-accel",
     "x_accel_prefix": "/_internal/",
     "trusted_proxies": ["10.0.0.0/8", "192.0.2.1"],
+    "max_connections": 500,
     "sendfile": False,
     "wechat.path": "/wx",
     "wechat.token": "sampletoken123",
