@@ -237,6 +237,20 @@ KEYS: tuple[Key, ...] = (
         "Bytes one recipient may download per day; over it: 429.",
     ),
     Key(
+        "limits.total_daily_bytes",
+        0,
+        parsers.non_negative_int,
+        "Bytes the whole server may send per day (report time zone), downloads still running included; "
+        "spent: downloads 503 with Retry-After at the next day, WeChat says when links come back and "
+        "issues none.",
+    ),
+    Key(
+        "limits.total_monthly_bytes",
+        0,
+        parsers.non_negative_int,
+        "The same per calendar month: a VPS's monthly traffic allowance.",
+    ),
+    Key(
         "limits.issues_per_recipient_per_hour",
         0,
         parsers.non_negative_int,

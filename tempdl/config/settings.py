@@ -50,6 +50,8 @@ class LimitSettings:
     rate_per_download: int = default("limits.rate_per_download")
     total_rate: int = default("limits.total_rate")
     recipient_daily_bytes: int = default("limits.recipient_daily_bytes")
+    total_daily_bytes: int = default("limits.total_daily_bytes")
+    total_monthly_bytes: int = default("limits.total_monthly_bytes")
     issues_per_recipient_per_hour: int = default("limits.issues_per_recipient_per_hour")
     max_downloads: int = default("limits.max_downloads")
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tempdl.config.settings import Settings
 from tempdl.links import refusals
+from tempdl.links.budget import budget_use
 from tempdl.links.refusals import Refusal
 from tempdl.reports import chart as dashboard_view
 from tempdl.reports import formats as report_format
@@ -197,11 +198,18 @@ class DashboardHandler(AdminHandler):
         )
         if dashboard is None:
             return
+        settings = self.reports.settings
+        budget = await self.report(
+            budget_use, self.reports.engine, settings.limits, settings.zone, self.reports.clock()
+        )
+        if budget is None:
+            return
         today = self.reports.today()
         self.render(
             "admin.html",
             dashboard=dashboard,
             totals=dashboard.totals,
+            budget=budget,
             period=period,
             timezone=period.zone.key,
             chart=dashboard_view.bytes_per_day_chart(dashboard.days),

@@ -45,6 +45,8 @@ SAMPLES: dict[str, Any] = {
     "limits.rate_per_download": 66,
     "limits.total_rate": 67,
     "limits.recipient_daily_bytes": 68,
+    "limits.total_daily_bytes": 1000,
+    "limits.total_monthly_bytes": 30000,
     "limits.issues_per_recipient_per_hour": 69,
     "limits.max_downloads": 70,
 }
