@@ -62,8 +62,10 @@ def too_many_links_text(cap: int, wait: datetime.timedelta) -> str:
 
 
 def budget_spent_text(wait: datetime.timedelta) -> str:
-    """The server's traffic allowance is spent: say when links come back, in whole minutes."""
-    wait_zh, wait_en = duration_text(max(1, math.ceil(wait.total_seconds() / 60)) * 60)
+    """The server's traffic allowance is spent: say when links come back, in whole minutes (hours
+    once it is that far off), rounded up."""
+    unit = 3600 if wait.total_seconds() >= 2 * 3600 else 60
+    wait_zh, wait_en = duration_text(max(1, math.ceil(wait.total_seconds() / unit)) * unit)
     return (
         f"本站的下载流量已用完，{wait_zh}后恢复，届时请再发送关键词。\n"
         f"This server's download allowance is used up; links come back in {wait_en}. Please send the keyword then."
