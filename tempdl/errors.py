@@ -30,5 +30,14 @@ class IssuanceCapReached(Exception):
         self.retry_at = retry_at
 
 
+class TrafficBudgetSpent(Exception):
+    """The server's `limits.total_daily_bytes` or `total_monthly_bytes` is spent until `retry_at`."""
+
+    def __init__(self, period: str, retry_at: datetime.datetime) -> None:
+        super().__init__(f"{period} traffic allowance spent; back at {retry_at.isoformat()}")
+        self.period = period
+        self.retry_at = retry_at
+
+
 class LinkInvalid(Exception):
     """The token was not signed by us (tampered, truncated, or signed with a retired key)."""

@@ -140,8 +140,8 @@ def app(settings, audit: AuditLog, clock: FakeClock, app_state: AppState):
 
 
 @pytest.fixture
-def http_server(request, io_loop, _unused_port, app, settings):
-    server = make_http_server(app, settings)
+def http_server(request, io_loop, _unused_port, app, settings, audit, clock):
+    server = make_http_server(app, settings, audit, clock=clock)
     server.add_socket(_unused_port[0])
     yield server
     server.stop()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import http.client
 import os
 import re
+import resource
 import signal
 import socket
 import sqlite3
@@ -107,17 +109,21 @@ class LiveServer:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> LiveServer:
-        """Start the server and wait until `/healthz` says it serves (the audit database is open)."""
+    def start(self, *, open_files: int | None = None, env: dict[str, str] | None = None) -> LiveServer:
+        """Start the server and wait until `/healthz` says it serves (the audit database is open).
+
+        `open_files` sets its RLIMIT_NOFILE (as `ulimit -n` would); `env` adds environment variables.
+        """
         # A file, not a pipe: a full pipe would stall the server. Appended: a restart keeps the
         # first run's lines for the post-mortem.
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
                 [*self._command("serve"), "--port", str(self.port)],
                 cwd=self.root,
-                env={**env_without_tempdl(), "PYTHONUNBUFFERED": "1", **self.extra_env},
+                env={**env_without_tempdl(), "PYTHONUNBUFFERED": "1", **self.extra_env, **(env or {})},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                preexec_fn=None if open_files is None else functools.partial(_limit_open_files, open_files),
             )
         try:
             wait_until(self._healthy, timeout=START_TIMEOUT, what=f"server on {self.port}", detail=self.log)
@@ -357,3 +363,8 @@ def drain(client: socket.socket) -> int:
     while chunk := client.recv(1 << 20):
         total += len(chunk)
     return total
+
+
+def _limit_open_files(count: int) -> None:
+    """In the child, before exec: `ulimit -n count`."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))

@@ -6,6 +6,8 @@ first, then counts), so they take a `Connection`, not an engine.
 
 from __future__ import annotations
 
+import datetime
+
 from sqlalchemy import Connection, and_, case, func, select
 
 from tempdl.audit.records import Attempt, Outcome
@@ -58,3 +60,25 @@ def downloads_claimed(connection: Connection, attempt: Attempt, file_size: int) 
         ).where(_attempts.c.issuance_id == attempt.issuance_id)
     ).one()
     return (int(settled) // file_size if file_size > 0 else 0) + int(running_here)
+
+
+def traffic_since(
+    connection: Connection, month_start: datetime.datetime, day_start: datetime.datetime
+) -> tuple[int, int]:
+    """Body bytes of all downloads started since `month_start`, and since `day_start` (later).
+
+    A download still running counts the bytes it asked for, not the bytes sent so far: what
+    `limits.total_*_bytes` must reserve, so downloads starting together cannot all squeeze under
+    the allowance. Its row, once closed, counts what really went out.
+    """
+    running = and_(
+        _attempts.c.finished_at.is_(None), _attempts.c.range_start.is_not(None), _attempts.c.range_end.is_not(None)
+    )
+    amount = case((running, _attempts.c.range_end - _attempts.c.range_start + 1), else_=_attempts.c.bytes_sent)
+    month, day = connection.execute(
+        select(
+            func.coalesce(func.sum(amount), 0),
+            func.coalesce(func.sum(case((_attempts.c.started_at >= day_start, amount), else_=0)), 0),
+        ).where(_attempts.c.started_at >= month_start)
+    ).one()
+    return int(month), int(day)

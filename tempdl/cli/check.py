@@ -57,7 +57,7 @@ def check_files(settings: Settings, found: Findings) -> None:
     catalog = Catalog(settings.files_dir, settings.files)
     if not settings.files_dir.is_dir():
         found.problems.append(f"files_dir {settings.files_dir} is not a folder")
-    offered = catalog.files()
+    offered = catalog.listing()
     rows = [("ID", "SIZE", "KEYWORDS", "FILE")]
     for entry in offered:
         located = catalog.locate(entry)
@@ -68,6 +68,9 @@ def check_files(settings: Settings, found: Findings) -> None:
             )
         else:
             size = human_bytes(located[1].st_size)
+            if not catalog.servable(entry):
+                size = "UNREADABLE"
+                found.problems.append(f"file {entry.id!r}: {located[0]} cannot be read by this user")
         rows.append((entry.id, size, ", ".join(entry.keywords), entry.path))
     found.lines.append(f"files on offer from {settings.files_dir}: {len(offered)}")
     if offered:

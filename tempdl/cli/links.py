@@ -15,7 +15,10 @@ from tempdl.timeutil import utc_now
 
 
 def issue(args: argparse.Namespace, settings: Settings) -> int:
-    offered = Catalog(settings.files_dir, settings.files).by_id(args.file_id)
+    catalog = Catalog(settings.files_dir, settings.files)
+    offered = catalog.by_id(args.file_id)
+    if offered is None and catalog.entry(args.file_id) is not None:
+        raise CommandError(f"file {args.file_id!r} cannot be served: missing, unreadable or outside files_dir")
     if offered is None:
         raise CommandError(f"no file with id {args.file_id!r} is on offer (see files_dir and [[files]])")
     audit = open_audit(settings.database_url)

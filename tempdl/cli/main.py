@@ -37,6 +37,14 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _at_least_one(text: str) -> int:
+    """A count or a number of seconds where 0 would make something dead on arrival (`--ttl 0`)."""
+    number = _positive_int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return number
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2, as argparse does, but no usage dump
         sys.stderr.write(f"{self.prog}: error: {message}\n")
@@ -59,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     issue_flags = commands.add_parser("issue", parents=[common], help="print a new link for a file")
     issue_flags.add_argument("file_id", metavar="FILE_ID")
     issue_flags.add_argument("--to", dest="recipient", metavar="RECIPIENT", help="who the link is for (audit)")
-    issue_flags.add_argument("--ttl", type=_positive_int, metavar="SECONDS", help="seconds the link stays valid")
-    issue_flags.add_argument("--max-downloads", type=_positive_int, metavar="N", help="complete downloads allowed")
+    issue_flags.add_argument("--ttl", type=_at_least_one, metavar="SECONDS", help="seconds the link stays valid")
+    issue_flags.add_argument("--max-downloads", type=_at_least_one, metavar="N", help="complete downloads allowed")
 
     stats_flags = commands.add_parser("stats", parents=[common], help="report on downloads and bandwidth")
     stats_flags.add_argument("--since", type=_date, metavar="YYYY-MM-DD")

@@ -18,7 +18,6 @@ import logging
 import signal
 from collections.abc import Callable
 
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from tempdl import __version__
@@ -29,12 +28,14 @@ from tempdl.cli.instance import ServerLock, server_id
 from tempdl.cli.reload import notify, reload, settings_loader
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
-from tempdl.timeutil import utc_now
+from tempdl.timeutil import Clock, utc_now
 from tempdl.web.access_log import quoted
+from tempdl.web.client_address import TrustedProxies
+from tempdl.web.http_server import TempdlHTTPServer, default_max_connections
+from tempdl.web.oversized import HEAD_READ_CEILING
 
 log = logging.getLogger("tempdl.server")
 
-MAX_HEADER_BYTES = 16 * 1024
 IDLE_CONNECTION_TIMEOUT = 60
 BODY_TIMEOUT = 30
 CLOSING_WAIT = 5
@@ -45,11 +46,17 @@ WAL_CHECK_EVERY_MS = 2000
 """How often the audit thread looks whether a long SQLite WAL can be cut back."""
 
 
-def make_http_server(app, settings: Settings) -> HTTPServer:
-    return HTTPServer(
+def make_http_server(
+    app, settings: Settings, audit: AuditLog | None = None, *, clock: Clock = utc_now
+) -> TempdlHTTPServer:
+    """The server `serve` runs; `audit` receives the rows of oversized download requests."""
+    return TempdlHTTPServer(
         app,
-        xheaders=settings.serve_mode == "x-accel",  # behind nginx, X-Real-IP is the client
-        max_header_size=MAX_HEADER_BYTES,
+        trusted=TrustedProxies(settings.trusted_proxies),
+        audit=audit,
+        clock=clock,
+        max_connections=settings.max_connections or default_max_connections(),
+        max_header_size=HEAD_READ_CEILING,
         idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
         body_timeout=BODY_TIMEOUT,
     )
@@ -134,7 +141,7 @@ async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] |
     state = AppState()
     inflight = state.requests_in_flight  # shutdown waits for these rows
     app = make_app(settings, audit, state=state)
-    server = make_http_server(app, settings)
+    server = make_http_server(app, settings, audit)
     try:
         server.listen(settings.port, settings.address)
     except OSError as error:
@@ -150,7 +157,7 @@ async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] |
         loop.add_signal_handler(signal.SIGHUP, reload, app, load)
     log.info(
         "event=listening address=%s port=%d url=http://%s:%d config=%s public_url=%s wechat_path=%s wechat=%s "
-        "files_dir=%s version=%s",
+        "files_dir=%s max_connections=%d version=%s",
         settings.address,
         settings.port,
         host,
@@ -160,6 +167,7 @@ async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] |
         settings.wechat.path,
         wechat_modes(settings),
         quoted(settings.files_dir),
+        server.cap.limit,
         __version__,
     )
     for key in x_accel_ignored_limits(settings):

@@ -153,6 +153,21 @@ KEYS: tuple[Key, ...] = (
         'With serve_mode = "x-accel": the nginx `internal` location that maps to files_dir.',
     ),
     Key(
+        "trusted_proxies",
+        ("127.0.0.1", "::1"),
+        parsers.address_ranges,
+        "Addresses or CIDR ranges of reverse proxies. Only from them are X-Real-IP and X-Forwarded-For "
+        "believed (audit client_ip, the admin lockout); for X-Forwarded-For the client is the right-most "
+        "address that is not a trusted proxy. From anyone else those headers are ignored.",
+    ),
+    Key(
+        "max_connections",
+        None,
+        parsers.positive_int,
+        "Connections held at once; over it new ones are refused at once, with one log line per incident.",
+        shown="<the open-files limit minus a quarter (at least 64) for files and the database>",
+    ),
+    Key(
         "sendfile",
         True,
         parsers.boolean,
@@ -220,6 +235,20 @@ KEYS: tuple[Key, ...] = (
         0,
         parsers.non_negative_int,
         "Bytes one recipient may download per day; over it: 429.",
+    ),
+    Key(
+        "limits.total_daily_bytes",
+        0,
+        parsers.non_negative_int,
+        "Bytes the whole server may send per day (report time zone), downloads still running included; "
+        "spent: downloads 503 with Retry-After at the next day, WeChat says when links come back and "
+        "issues none.",
+    ),
+    Key(
+        "limits.total_monthly_bytes",
+        0,
+        parsers.non_negative_int,
+        "The same per calendar month: a VPS's monthly traffic allowance.",
     ),
     Key(
         "limits.issues_per_recipient_per_hour",

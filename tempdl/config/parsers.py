@@ -6,6 +6,7 @@ The loader adds the key's name to the message, so a parser only says what is wro
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import zoneinfo
 from pathlib import Path
@@ -23,6 +24,13 @@ def non_negative_int(value: Any) -> int:
     if not isinstance(value, int) or value < 0:
         raise ValueError(f"must be a whole number >= 0, not {value!r}")
     return value
+
+
+def positive_int(value: Any) -> int:
+    number = non_negative_int(value)
+    if number < 1:
+        raise ValueError(f"must be a whole number >= 1, not {number}")
+    return number
 
 
 def port(value: Any) -> int:
@@ -128,3 +136,17 @@ def encoding_aes_key(value: Any) -> str | None:
     if key is not None and not re.fullmatch(r"[A-Za-z0-9]{43}", key):
         raise ValueError("must be the 43-character EncodingAESKey from the WeChat admin console")
     return key
+
+
+def address_ranges(value: Any) -> tuple[str, ...]:
+    """Addresses or CIDR ranges (`10.0.0.0/8`, `::1`); from a flag or the environment, comma-separated."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise ValueError("must be a list of addresses or CIDR ranges")
+    ranges = []
+    for item in (item.strip() for item in items if item.strip()):
+        try:
+            ranges.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+    return tuple(ranges)

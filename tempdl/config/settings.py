@@ -50,6 +50,8 @@ class LimitSettings:
     rate_per_download: int = default("limits.rate_per_download")
     total_rate: int = default("limits.total_rate")
     recipient_daily_bytes: int = default("limits.recipient_daily_bytes")
+    total_daily_bytes: int = default("limits.total_daily_bytes")
+    total_monthly_bytes: int = default("limits.total_monthly_bytes")
     issues_per_recipient_per_hour: int = default("limits.issues_per_recipient_per_hour")
     max_downloads: int = default("limits.max_downloads")
 
@@ -73,6 +75,9 @@ class Settings:
     timezone: str = default("timezone")
     serve_mode: str = default("serve_mode")
     x_accel_prefix: str = default("x_accel_prefix")
+    trusted_proxies: tuple[str, ...] = default("trusted_proxies")
+    max_connections: int | None = default("max_connections")
+    """None: `serve` derives it from the open-files limit."""
     sendfile: bool = default("sendfile")
     admin_password: str | None = field(default=default("admin.password"), repr=False)
     wechat: WeChatSettings = WeChatSettings()

@@ -12,24 +12,16 @@ import datetime
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from tempdl.audit.log import AuditLog
 from tempdl.audit.records import Attempt, IssuanceRecord
 from tempdl.config.settings import Settings
-from tempdl.errors import LinkInvalid
+from tempdl.errors import LinkInvalid, TrafficBudgetSpent
 from tempdl.links import refusals
+from tempdl.links.budget import TrafficBudget, local_day_bounds
 from tempdl.links.catalog import Catalog, OfferedFile
 from tempdl.links.refusals import Refusal
 from tempdl.links.tokens import LinkSigner
-
-
-def local_day_bounds(moment: datetime.datetime, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.datetime]:
-    """Start and end (UTC) of the operator's calendar day that contains `moment`."""
-    local_day = moment.astimezone(zone).date()
-    start = datetime.datetime.combine(local_day, datetime.time(), zone)
-    end = datetime.datetime.combine(local_day + datetime.timedelta(days=1), datetime.time(), zone)
-    return start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
 
 
 class Refused(Exception):
@@ -59,6 +51,7 @@ class Gate:
         self.audit = audit
         self.signer = signer
         self.catalog = catalog
+        self.budget = TrafficBudget(settings.limits, settings.zone, audit)
 
     async def admit(self, token: str, attempt: Attempt, *, resumes: bool) -> Grant:
         """Return what may be served, or raise `Refused`; fills in the attempt's issuance and file.
@@ -106,6 +99,11 @@ class Gate:
             if used >= allowance:
                 retry_after = max(1, int((day_end - now).total_seconds()))
                 raise Refused(replace(refusals.QUOTA, retry_after=retry_after), f"recipient used {used} bytes today")
+        try:
+            await self.budget.check(now)
+        except TrafficBudgetSpent as spent:
+            retry_after = max(1, int((spent.retry_at - now).total_seconds()))
+            raise Refused(replace(refusals.BUDGET_SPENT, retry_after=retry_after), str(spent)) from None
 
     async def _may_resume(self, issuance: IssuanceRecord, now: datetime.datetime, resumes: bool) -> bool:
         grace = self.settings.resume_grace

@@ -66,7 +66,8 @@ class Catalog:
                 for entry in configured
             )
 
-    def files(self) -> tuple[OfferedFile, ...]:
+    def listing(self) -> tuple[OfferedFile, ...]:
+        """Every configured (or, without `[[files]]`, found) file, servable or not: for `check`."""
         if self._configured is not None:
             return self._configured
         try:
@@ -87,16 +88,37 @@ class Catalog:
             and FILE_ID_PATTERN.fullmatch(entry.name)
         )
 
-    def by_id(self, file_id: str) -> OfferedFile | None:
+    def files(self) -> tuple[OfferedFile, ...]:
+        """The files that can be served right now: what a follower may be told about."""
+        return tuple(offered for offered in self.listing() if self.servable(offered))
+
+    def entry(self, file_id: str) -> OfferedFile | None:
+        """The configured file with this id, whether or not it can be served now."""
         return self._index().by_id.get(file_id)
+
+    def by_id(self, file_id: str) -> OfferedFile | None:
+        """The file with this id, if it can be served now (None for a missing or unreadable one)."""
+        return self._if_servable(self.entry(file_id))
 
     def by_keyword(self, text: str) -> OfferedFile | None:
         wanted = normalize_keyword(text)
-        return self._index().by_keyword.get(wanted) if wanted else None
+        return self._if_servable(self._index().by_keyword.get(wanted)) if wanted else None
+
+    def servable(self, offered: OfferedFile) -> bool:
+        """Whether the file exists inside files_dir and this process may read it.
+
+        Asked at every match and issue, so a file deleted or made unreadable after start is off
+        offer from that moment: one stat (and one access check), the path's confinement cached.
+        """
+        located = self.locate(offered)
+        return located is not None and os.access(located[0], os.R_OK)
+
+    def _if_servable(self, offered: OfferedFile | None) -> OfferedFile | None:
+        return offered if offered is not None and self.servable(offered) else None
 
     def _index(self) -> _Index:
         """The lookup tables of the current listing, built once per listing."""
-        files = self.files()
+        files = self.listing()
         if self._index_of is None or self._index_of.files is not files:
             self._index_of = _Index.of(files)
         return self._index_of

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from tempdl.audit.log import AuditLog
 from tempdl.config.settings import Settings
+from tempdl.links.budget import TrafficBudget
 from tempdl.links.catalog import OfferedFile
 from tempdl.links.tokens import LinkSigner
 
@@ -29,6 +30,7 @@ class Issuer:
         self.settings = settings
         self.audit = audit
         self.signer = signer
+        self.budget = TrafficBudget(settings.limits, settings.zone, audit)
 
     def link_for(self, issuance_id: int) -> str:
         return f"{self.settings.public_url}{DOWNLOAD_ROUTE}{self.signer.sign(issuance_id)}"
@@ -64,7 +66,13 @@ class Issuer:
         now: datetime.datetime,
         limit_recipient: bool = False,
     ) -> IssuedLink:
-        """`issue` for the server: the insert runs through `AuditLog.run`, never blocking the loop."""
+        """`issue` for the server: the insert runs through `AuditLog.run`, never blocking the loop.
+
+        With `limit_recipient` the server's traffic allowance applies too: while it is spent,
+        `TrafficBudgetSpent` is raised and nothing is recorded (the link could not be used).
+        """
+        if limit_recipient:
+            await self.budget.check(now)
         plan = self._plan(offered, recipient, channel, now, None, None, limit_recipient)
         return plan.link(self, await self.audit.run(plan.create(self.audit)))
 

@@ -70,6 +70,13 @@ QUOTA = Refusal(
     "您今天的下载流量已用完，请明天再试。",
     "You have used up today's download allowance; please try again tomorrow.",
 )
+BUDGET_SPENT = Refusal(
+    "budget_spent",
+    503,
+    Outcome.LIMITED,
+    "本站本期的下载流量已用完，请稍后再试。",
+    "This server's download allowance for the period is used up; please try again later.",
+)
 NOT_FOUND = Refusal(
     "not_found",
     404,

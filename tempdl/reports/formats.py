@@ -98,13 +98,36 @@ def as_json(report: Report) -> str:
     return json.dumps(as_dict(report), ensure_ascii=False, indent=2) + "\n"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP's list of CSV injection triggers)."""
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, with a leading `'` to keep it text.
+
+    Numbers pass unchanged (the report's counts are never negative); any text does not, so an
+    openid such as `=HYPERLINK(...)` or a file id starting with `-` opens as the text it is.
+    """
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def as_csv(report: Report) -> str:
-    """One row per breakdown key; the first column is named after the breakdown (day, file...)."""
+    """One row per breakdown key; the first column is named after the breakdown (day, file...).
+
+    Every CSV tempdl writes goes through here, its cells made `spreadsheet_safe`.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    # Python 3.11's writer quotes only the line terminator's characters: a lone CR would go out
+    # bare and split the row in any reader, so a row holding one is written fully quoted.
+    quoting_writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow((report.by, *COLUMNS))
     for row in report.rows:
-        writer.writerow((row.key, *(getattr(row, column) for column in COLUMNS)))
+        cells = [spreadsheet_safe(cell) for cell in (row.key, *(getattr(row, column) for column in COLUMNS))]
+        has_cr = any(isinstance(cell, str) and "\r" in cell for cell in cells)
+        (quoting_writer if has_cr else writer).writerow(cells)
     return buffer.getvalue()
 
 

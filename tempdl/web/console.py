@@ -13,10 +13,11 @@ from sqlalchemy import Engine
 
 from tempdl.audit.log import AuditLog
 from tempdl.config.settings import LimitSettings, Settings
+from tempdl.links.budget import BudgetUse, budget_use, local_day_bounds
 from tempdl.links.catalog import Catalog, OfferedFile
 from tempdl.links.issuing import Issuer
 from tempdl.reports import chart as dashboard_view
-from tempdl.reports.console import BudgetUse, RecentIssuance, budget_use, recent_issuances
+from tempdl.reports.console import RecentIssuance, busiest_recipient, recent_issuances
 from tempdl.reports.formats import human_bytes
 from tempdl.web.streams import Streams, StreamView
 
@@ -37,26 +38,15 @@ class Gauge:
         return min(100.0, 100.0 * self.used / self.cap)
 
 
-def gauges(limits: LimitSettings, use: BudgetUse) -> list[Gauge]:
-    """One gauge per budget that is set (0: no cap, no gauge).
-
-    The total budgets are read with `getattr`: a config without those keys simply has no gauge.
-    """
-    recipient = dashboard_view.short_recipient(use.top_recipient or "-")
-    candidates = [
-        ("limits.total_daily_bytes", "今日总流量 today, all", use.today),
-        ("limits.total_monthly_bytes", "本月总流量 this month, all", use.this_month),
-        (
-            "limits.recipient_daily_bytes",
-            f"今日最多的接收人 top recipient today ({recipient})",
-            use.top_recipient_today,
-        ),
-    ]
-    found = []
-    for key, label, used in candidates:
-        cap = getattr(limits, key.removeprefix("limits."), 0)
-        if cap:
-            found.append(Gauge(key, label, used, cap))
+def gauges(limits: LimitSettings, uses: list[BudgetUse], top: tuple[str | None, int]) -> list[Gauge]:
+    """One gauge per budget that is set (0: no cap, no gauge)."""
+    keys = {"day": "limits.total_daily_bytes", "month": "limits.total_monthly_bytes"}
+    labels = {"day": "今日流量额度 traffic allowance today", "month": "本月流量额度 traffic allowance this month"}
+    found = [Gauge(keys[use.period], labels[use.period], use.used, use.allowance) for use in uses]
+    if limits.recipient_daily_bytes:
+        recipient, received = top
+        label = f"今日最多的接收人 top recipient today ({dashboard_view.short_recipient(recipient or '-')})"
+        found.append(Gauge("limits.recipient_daily_bytes", label, received, limits.recipient_daily_bytes))
     return found
 
 
@@ -80,11 +70,15 @@ class Console:
 
     def view(self, engine: Engine, settings: Settings, now: datetime.datetime) -> ConsoleView:
         """A blocking call, for the report thread."""
-        budgets = budget_use(engine, now, settings.zone)
+        day_start, _ = local_day_bounds(now, settings.zone)
         return ConsoleView(
             files=self.catalog.files(),
             issuances=recent_issuances(engine, RECENT_ISSUANCES),
-            gauges=gauges(settings.limits, budgets),
+            gauges=gauges(
+                settings.limits,
+                budget_use(engine, settings.limits, settings.zone, now),
+                busiest_recipient(engine, day_start),
+            ),
         )
 
 

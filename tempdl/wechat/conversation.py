@@ -20,7 +20,7 @@ import datetime
 import math
 from collections.abc import Sequence
 
-from tempdl.errors import IssuanceCapReached
+from tempdl.errors import IssuanceCapReached, TrafficBudgetSpent
 from tempdl.links.catalog import Catalog, OfferedFile
 from tempdl.links.issuing import IssuedLink, Issuer
 from tempdl.timeutil import duration_text
@@ -58,6 +58,17 @@ def too_many_links_text(cap: int, wait: datetime.timedelta) -> str:
     return (
         f"您在一小时内已获取 {cap} 个链接，请在 {wait_zh}后再试。\n"
         f"You have been sent {cap} link{'s' if cap != 1 else ''} in the past hour; please try again in {wait_en}."
+    )
+
+
+def budget_spent_text(wait: datetime.timedelta) -> str:
+    """The server's traffic allowance is spent: say when links come back, in whole minutes (hours
+    once it is that far off), rounded up."""
+    unit = 3600 if wait.total_seconds() >= 2 * 3600 else 60
+    wait_zh, wait_en = duration_text(max(1, math.ceil(wait.total_seconds() / unit)) * unit)
+    return (
+        f"本站的下载流量已用完，{wait_zh}后恢复，届时请再发送关键词。\n"
+        f"This server's download allowance is used up; links come back in {wait_en}. Please send the keyword then."
     )
 
 
@@ -154,4 +165,6 @@ class Conversation:
             )
         except IssuanceCapReached as reached:
             return too_many_links_text(reached.cap, reached.retry_at - now)
+        except TrafficBudgetSpent as spent:
+            return budget_spent_text(spent.retry_at - now)
         return link_reply_text(offered, issued)

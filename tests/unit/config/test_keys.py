@@ -31,6 +31,8 @@ SAMPLES: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
     "serve_mode": "x-accel",
     "x_accel_prefix": "/_internal/",
+    "trusted_proxies": ["10.0.0.0/8", "192.0.2.1"],
+    "max_connections": 500,
     "sendfile": False,
     "wechat.path": "/wx",
     "wechat.token": "sampletoken123",
@@ -43,6 +45,8 @@ SAMPLES: dict[str, Any] = {
     "limits.rate_per_download": 66,
     "limits.total_rate": 67,
     "limits.recipient_daily_bytes": 68,
+    "limits.total_daily_bytes": 1000,
+    "limits.total_monthly_bytes": 30000,
     "limits.issues_per_recipient_per_hour": 69,
     "limits.max_downloads": 70,
 }

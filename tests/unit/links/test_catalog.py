@@ -39,8 +39,9 @@ def test_paths_never_leave_files_dir(tmp_path):
     (tmp_path / "secret.txt").write_text("secret")
     os.symlink(tmp_path / "secret.txt", files / "link.txt")
     catalog = Catalog(files, (OfferedFileConfig("link", "link.txt", ("x",)), OfferedFileConfig("gone", "gone", ("y",))))
-    assert catalog.absolute_path(catalog.by_id("link")) is None
-    assert catalog.absolute_path(catalog.by_id("gone")) is None
+    assert catalog.absolute_path(catalog.entry("link")) is None
+    assert catalog.absolute_path(catalog.entry("gone")) is None
+    assert catalog.by_id("link") is None and catalog.by_id("gone") is None
     auto = Catalog(files, None)
     assert auto.by_id("link.txt") is None  # symlinks are not offered automatically
 

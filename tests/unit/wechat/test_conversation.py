@@ -46,6 +46,16 @@ LINK_REPLY = re.compile(
 )
 
 
+@pytest.fixture(autouse=True)
+def files_on_disk(tmp_path, monkeypatch):
+    """FILES exist, in ./static_files (the default files_dir) and in ".": only servable files are offered."""
+    monkeypatch.chdir(tmp_path)
+    for folder in (tmp_path / "static_files", tmp_path):
+        folder.mkdir(exist_ok=True)
+        for entry in FILES:
+            (folder / entry.path).write_bytes(b"x")
+
+
 @pytest.fixture
 def database(tmp_path):
     return tmp_path / "audit.sqlite3"

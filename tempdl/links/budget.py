@@ -1,0 +1,87 @@
+"""The operator's traffic allowance: `limits.total_daily_bytes` and `limits.total_monthly_bytes`.
+
+A VPS's monthly transfer is the budget; once it is spent, downloads answer 503 with Retry-After
+at the start of the next period (a day or a calendar month in the report time zone), and WeChat
+says when links come back instead of issuing one nobody could use. Downloads still running count
+the bytes they asked for (`tempdl.audit.counts.traffic_since`), so many starting together cannot
+all slip under the allowance; their rows, once closed, count what really went out.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from tempdl.audit import counts
+from tempdl.audit.log import AuditLog
+from tempdl.config.settings import LimitSettings
+from tempdl.errors import TrafficBudgetSpent
+
+
+def local_month_bounds(moment: datetime.datetime, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.datetime]:
+    """Start and end (UTC) of the operator's calendar month that contains `moment`."""
+    local = moment.astimezone(zone).date()
+    first = local.replace(day=1)
+    following = (first + datetime.timedelta(days=32)).replace(day=1)
+    start = datetime.datetime.combine(first, datetime.time(), zone)
+    end = datetime.datetime.combine(following, datetime.time(), zone)
+    return start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
+
+
+def local_day_bounds(moment: datetime.datetime, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.datetime]:
+    """Start and end (UTC) of the operator's calendar day that contains `moment`."""
+    local_day = moment.astimezone(zone).date()
+    start = datetime.datetime.combine(local_day, datetime.time(), zone)
+    end = datetime.datetime.combine(local_day + datetime.timedelta(days=1), datetime.time(), zone)
+    return start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    """One period's allowance and what of it is used (sent, plus reserved by running downloads)."""
+
+    period: str  # "day" or "month"
+    allowance: int
+    used: int
+    ends_at: datetime.datetime
+
+    @property
+    def spent(self) -> bool:
+        return self.used >= self.allowance
+
+
+def budget_use(engine: Engine, limits: LimitSettings, zone: ZoneInfo, now: datetime.datetime) -> list[BudgetUse]:
+    """Each configured period's use at `now`; blocking (the audit thread, a report thread, the CLI)."""
+    if not (limits.total_daily_bytes or limits.total_monthly_bytes):
+        return []
+    month_start, month_end = local_month_bounds(now, zone)
+    day_start, day_end = local_day_bounds(now, zone)
+    with engine.connect() as connection:
+        month_used, day_used = counts.traffic_since(connection, month_start, day_start)
+    periods = [
+        ("day", limits.total_daily_bytes, day_used, day_end),
+        ("month", limits.total_monthly_bytes, month_used, month_end),
+    ]
+    return [BudgetUse(name, allowance, used, end) for name, allowance, used, end in periods if allowance]
+
+
+class TrafficBudget:
+    """The allowance as downloads and WeChat replies ask about it."""
+
+    def __init__(self, limits: LimitSettings, zone: ZoneInfo, audit: AuditLog) -> None:
+        self.limits = limits
+        self.zone = zone
+        self.audit = audit
+
+    async def check(self, now: datetime.datetime) -> None:
+        """Raise `TrafficBudgetSpent` naming when the last spent period ends; nothing if none is."""
+        if not (self.limits.total_daily_bytes or self.limits.total_monthly_bytes):
+            return
+        uses = await self.audit.run(budget_use, self.audit.engine, self.limits, self.zone, now)
+        spent = [use for use in uses if use.spent]
+        if spent:
+            latest = max(spent, key=lambda use: use.ends_at)
+            raise TrafficBudgetSpent(latest.period, latest.ends_at)

@@ -1,0 +1,139 @@
+"""Request heads over the size limit get a real answer: 414 for a long URL, 431 for a big head.
+
+Tornado's own limit (`max_header_size`) closes the connection without a status line, so the
+client cannot tell a limit from a crash and the audit log never hears of it. Here Tornado reads
+heads up to `HEAD_READ_CEILING`, and `HeadLimitAdapter` answers anything over `MAX_HEAD_BYTES`
+itself, before the request reaches the app: 414 when the URL alone is over it, else 431. An
+oversized request for the download route also leaves a `download_attempts` row (`bad`), as every
+download request does. Only a head over the ceiling is still cut off by Tornado: the ceiling is
+what one connection may make the server hold in memory while its head arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+
+from tornado import httputil
+
+from tempdl.audit.log import AuditLog
+from tempdl.audit.records import Attempt, Outcome
+from tempdl.errors import AuditUnavailable
+from tempdl.links.issuing import DOWNLOAD_ROUTE
+from tempdl.timeutil import Clock
+
+log = logging.getLogger("tempdl.http")
+
+MAX_HEAD_BYTES = 16 * 1024
+"""The request line plus headers a request may have; its URL alone may not be longer either."""
+HEAD_READ_CEILING = 2 * 1024 * 1024
+"""What Tornado reads of a head before giving up on it (then the connection is cut)."""
+USER_AGENT_KEPT = 512
+
+_ANSWERS = {
+    414: ("URI Too Long", "请求的网址过长。\nThe requested URL is too long.\n"),
+    431: ("Request Header Fields Too Large", "请求头过大。\nThe request's header fields are too large.\n"),
+}
+
+
+def head_bytes(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> int:
+    """The head's size as sent (give or take line endings): request line and every header line."""
+    request_line = len(start_line.method) + len(start_line.path) + len(start_line.version) + 4
+    return request_line + sum(len(name) + len(value) + 4 for name, value in headers.get_all())
+
+
+def oversized_status(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> int | None:
+    """414 or 431 for a head over the limit; None for one within it."""
+    if len(start_line.path) > MAX_HEAD_BYTES:
+        return 414
+    if head_bytes(start_line, headers) > MAX_HEAD_BYTES:
+        return 431
+    return None
+
+
+class HeadLimitAdapter(httputil.HTTPMessageDelegate):
+    """Wraps the app's delegate for one request; answers an oversized head in its place."""
+
+    def __init__(
+        self,
+        delegate: httputil.HTTPMessageDelegate,
+        request_conn: httputil.HTTPConnection,
+        audit: AuditLog | None,
+        clock: Clock,
+    ) -> None:
+        self.delegate = delegate
+        self.request_conn = request_conn
+        self.audit = audit
+        self.clock = clock
+        self.answered = False
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ):
+        assert isinstance(start_line, httputil.RequestStartLine)
+        status = oversized_status(start_line, headers)
+        if status is None:
+            return self.delegate.headers_received(start_line, headers)
+        self.answered = True
+        return self._answer(status, start_line, headers)
+
+    async def _answer(self, status: int, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> None:
+        client_ip = getattr(getattr(self.request_conn, "context", None), "remote_ip", None)
+        download = urllib.parse.urlsplit(start_line.path).path.startswith(DOWNLOAD_ROUTE)
+        log.warning(
+            "event=request_too_large status=%d ip=%s url_bytes=%d head_bytes=%d route=%s",
+            status,
+            client_ip,
+            len(start_line.path),
+            head_bytes(start_line, headers),
+            "download" if download else "other",
+        )
+        if download and self.audit is not None:
+            await self._record(status, start_line.method, client_ip, headers)
+        reason, text = _ANSWERS[status]
+        body = text.encode("utf-8")
+        response_headers = httputil.HTTPHeaders(
+            {
+                "Content-Type": "text/plain; charset=UTF-8",
+                "Content-Length": str(len(body)),
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+                "Connection": "close",
+                "Server": "tempdl",
+            }
+        )
+        status_line = httputil.ResponseStartLine("HTTP/1.1", status, reason)
+        await self.request_conn.write_headers(status_line, response_headers, body)
+        self.request_conn.finish()
+        self.request_conn.close()  # type: ignore[attr-defined]  # HTTP1Connection: nothing more is read
+
+    async def _record(self, status: int, method: str, client_ip: str | None, headers: httputil.HTTPHeaders) -> None:
+        assert self.audit is not None
+        now = self.clock()
+        user_agent = headers.get("User-Agent")
+        attempt = Attempt(
+            started_at=now,
+            client_ip=client_ip,
+            user_agent=user_agent[:USER_AGENT_KEPT] if user_agent else None,
+            outcome=Outcome.BAD,
+            http_status=status,
+            finished_at=now,
+            method=method,
+        )
+        try:
+            await self.audit.run(self.audit.record_attempt, attempt)
+        except AuditUnavailable as error:
+            log.warning("event=request_too_large_unrecorded status=%d error=%s", status, type(error).__name__)
+
+    def data_received(self, chunk: bytes):
+        return None if self.answered else self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        if not self.answered:
+            self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        if not self.answered:
+            self.delegate.on_connection_close()
