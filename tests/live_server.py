@@ -83,6 +83,7 @@ class LiveServer:
         self.log_path = root / "server.log"
         self.process: subprocess.Popen | None = None
         self.download_requests = 0  # requests sent to the download route so far
+        self.extra_env: dict[str, str] = {}  # e.g. NOTIFY_SOCKET, for the next start()
         self.config_path.write_text(config_text, encoding="utf-8")
 
     @classmethod
@@ -114,7 +115,7 @@ class LiveServer:
             self.process = subprocess.Popen(
                 [*self._command("serve"), "--port", str(self.port)],
                 cwd=self.root,
-                env={**env_without_tempdl(), "PYTHONUNBUFFERED": "1"},
+                env={**env_without_tempdl(), "PYTHONUNBUFFERED": "1", **self.extra_env},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )

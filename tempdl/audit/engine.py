@@ -12,10 +12,13 @@ revisions in `migrations/`.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +29,12 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+"""How long a command (`issue`, `prune`...) waits for SQLite's lock; the server waits `AUDIT_WAIT_SECONDS`."""
+AUDIT_WAIT_SECONDS = 2.0
+"""How long one request of the server may wait for the audit database, its turn on the audit
+thread included: past it, the request is answered 503 (or WeChat's "busy" text)."""
+JOURNAL_SIZE_LIMIT_BYTES = 8 * 1024 * 1024
+"""The WAL file is cut back to this once a checkpoint lets SQLite start it over."""
 MIGRATION_LOCK_KEY = 0x7E3D1_0001
 """PostgreSQL advisory lock held while migrating (any fixed number no other code uses)."""
 
@@ -54,7 +63,39 @@ def make_engine(database_url: str) -> Engine:
     def _tune_sqlite(dbapi_connection, _record) -> None:
         tune_sqlite(dbapi_connection)
 
+    @event.listens_for(engine, "checkout")
+    def _wait_no_longer_than_allowed(dbapi_connection, record, _proxy) -> None:
+        wanted = busy_timeout_ms()
+        if record.info.get("busy_timeout_ms") != wanted:
+            dbapi_connection.execute(f"PRAGMA busy_timeout={wanted}")
+            record.info["busy_timeout_ms"] = wanted
+
     return engine
+
+
+_waiting = threading.local()
+
+
+@contextlib.contextmanager
+def waiting_until(deadline: float) -> Iterator[None]:
+    """Within this block, this thread's SQLite statements wait for a lock only until `deadline`.
+
+    `deadline` is a `time.monotonic()` moment shared by everything one request asks of the
+    database, so a request queued behind another's wait has only what is left of its own.
+    """
+    _waiting.deadline = deadline
+    try:
+        yield
+    finally:
+        _waiting.deadline = None
+
+
+def busy_timeout_ms() -> int:
+    """The busy timeout for a statement this thread starts now (0 once its deadline has passed)."""
+    deadline = getattr(_waiting, "deadline", None)
+    if deadline is None:
+        return SQLITE_BUSY_TIMEOUT_MS
+    return max(0, int((deadline - time.monotonic()) * 1000))
 
 
 def tune_sqlite(
@@ -71,6 +112,7 @@ def tune_sqlite(
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
         if not autocheckpoint:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
     finally:
@@ -83,7 +125,7 @@ def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
     Switching a file to WAL needs it to itself, and SQLite answers "database is locked" at once
     instead of waiting the busy timeout; once the file is in WAL mode (it stays so) this is a no-op.
     """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_timeout_ms() / 1000
     while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")

@@ -11,15 +11,17 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, select, text, update
+from sqlalchemy import ColumnElement, Connection, CursorResult, delete, exists, func, insert, or_, select, text, update
 
 from tempdl.audit import counts, statements
 from tempdl.audit.records import Attempt, IssuanceRecord, Outcome
 from tempdl.audit.runner import AuditRunner, hot, writes
-from tempdl.errors import AuditUnavailable, IssuanceCapReached
+from tempdl.errors import IssuanceCapReached
+from tempdl.timeutil import utc_now
 
 _issuances = statements.issuances
 _attempts = statements.attempts
+_health_checks = statements.health_checks
 
 
 class AuditLog(AuditRunner):
@@ -130,10 +132,11 @@ class AuditLog(AuditRunner):
         return attempt.id
 
     def _insert_attempt(self, attempt: Attempt) -> int:
+        attempt.server_id = attempt.server_id or self.server_id
         if self._hot is not None:
             return self._hot.insert_attempt(attempt)
         with self.engine.begin() as connection:
-            return int(connection.execute(statements.INSERT_ATTEMPT, attempt.row()).inserted_primary_key[0])
+            return _new_id(connection.execute(statements.INSERT_ATTEMPT, attempt.row()))
 
     @hot
     @writes
@@ -159,6 +162,7 @@ class AuditLog(AuditRunner):
         cannot both win.
         """
         attempt.finished_at = None
+        attempt.server_id = attempt.server_id or self.server_id
         with self.engine.begin() as connection:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -167,7 +171,7 @@ class AuditLog(AuditRunner):
             if used >= download_cap:
                 return False
             result = connection.execute(statements.INSERT_ATTEMPT, attempt.row())
-        attempt.id = int(result.inserted_primary_key[0])
+        attempt.id = _new_id(result)
         return True
 
     @hot
@@ -181,12 +185,17 @@ class AuditLog(AuditRunner):
 
     @hot
     @writes
-    def note_progress(self, attempt_id: int, bytes_sent: int) -> None:
-        """Bytes so far of a download still running (a finished row is never touched)."""
+    def note_progress(self, attempt_id: int, bytes_sent: int, at: datetime.datetime | None = None) -> None:
+        """Bytes so far of a download still running, and when (a finished row is never touched).
+
+        `progress_at` is the last moment the download is known to have been alive: a crash
+        recovery takes it as the row's `finished_at`.
+        """
+        values = {"attempt_id": attempt_id, "bytes_sent": bytes_sent, "progress_at": at or utc_now()}
         if self._hot is not None:
-            return self._hot.note_progress(attempt_id, bytes_sent)
+            return self._hot.note_progress(values)
         with self.engine.begin() as connection:
-            connection.execute(statements.NOTE_PROGRESS, {"attempt_id": attempt_id, "bytes_sent": bytes_sent})
+            connection.execute(statements.NOTE_PROGRESS, values)
 
     @writes
     def finish_open_attempts(self, attempts: Sequence[Attempt]) -> tuple[list[Attempt], int, int]:
@@ -215,7 +224,7 @@ class AuditLog(AuditRunner):
                     finished.append(attempt)
                 else:
                     not_open.append(attempt.id)
-            existing = set()
+            existing: set[int] = set()
             if not_open:
                 existing = set(connection.execute(select(_attempts.c.id).where(_attempts.c.id.in_(not_open))).scalars())
         already = sum(1 for attempt_id in not_open if attempt_id in existing)
@@ -223,19 +232,28 @@ class AuditLog(AuditRunner):
 
     @writes
     def close_abandoned_attempts(
-        self, now: datetime.datetime, *, started_before: datetime.datetime | None = None
+        self, *, started_before: datetime.datetime | None = None, server_id: str | None = None
     ) -> int:
         """Mark attempts a crash left open (no `finished_at`) as `partial`; return how many.
 
-        With `started_before`, only attempts that started earlier: on a database other processes
-        share, or whose rows nginx's log still has to finish, an open row may be alive.
+        Each is finished at its last progress note (or its start): the crash came within one
+        progress interval of it, while the restart may come much later. With `started_before`,
+        only attempts that started earlier, plus, with `server_id`, every open attempt that
+        server wrote: on a database other processes share, or whose rows nginx's log still has
+        to finish, an open row may be alive, unless the server recovering now wrote it.
         """
-        conditions = [_attempts.c.finished_at.is_(None)]
+        conditions: list[ColumnElement[bool]] = [_attempts.c.finished_at.is_(None)]
         if started_before is not None:
-            conditions.append(_attempts.c.started_at < started_before)
+            older = _attempts.c.started_at < started_before
+            conditions.append(or_(older, _attempts.c.server_id == server_id) if server_id else older)
         with self.engine.begin() as connection:
             result = connection.execute(
-                update(_attempts).where(*conditions).values(outcome=Outcome.PARTIAL, finished_at=now)
+                update(_attempts)
+                .where(*conditions)
+                .values(
+                    outcome=Outcome.PARTIAL,
+                    finished_at=func.coalesce(_attempts.c.progress_at, _attempts.c.started_at),
+                )
             )
             return result.rowcount
 
@@ -257,15 +275,16 @@ class AuditLog(AuditRunner):
 
     @writes
     def probe_write(self) -> None:
-        """Take the write lock and let go of it: proves the database would accept a write now."""
-        with self.engine.connect() as connection:
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-                connection.exec_driver_sql("ROLLBACK")
-            else:
-                connection.execute(text("SELECT 1"))
-                if connection.execute(text("SHOW transaction_read_only")).scalar() == "on":
-                    raise AuditUnavailable("the database is read-only")
+        """Commit a real one-row write: proves the database takes a write now.
+
+        Taking the write lock and letting go of it (what this did before) needs no disk space,
+        so `/healthz` said `ok` on a full disk while every download was refused. Replacing the
+        one row of `health_checks` writes a page, which a full disk, a read-only file or a lock
+        held elsewhere refuse.
+        """
+        with self.engine.begin() as connection:
+            connection.execute(delete(_health_checks))
+            connection.execute(insert(_health_checks).values(checked_at=utc_now()))
 
     def completed_downloads(self, issuance_id: int, file_size: int) -> int:
         with self.engine.connect() as connection:
@@ -274,7 +293,7 @@ class AuditLog(AuditRunner):
     def recipient_bytes_since(self, recipient: str, since: datetime.datetime) -> int:
         """Body bytes sent on all links of one recipient since a moment (the daily allowance)."""
         with self.engine.connect() as connection:
-            total = connection.execute(
+            total: int = connection.execute(
                 select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0))
                 .select_from(_attempts.join(_issuances, _attempts.c.issuance_id == _issuances.c.id))
                 .where(_issuances.c.recipient == recipient, _attempts.c.started_at >= since)
@@ -303,4 +322,12 @@ def _issuance_values(named: dict[str, Any]) -> dict[str, Any]:
 
 
 def _insert_issuance(connection: Connection, values: dict[str, Any]) -> int:
-    return int(connection.execute(statements.INSERT_ISSUANCE, values).inserted_primary_key[0])
+    return _new_id(connection.execute(statements.INSERT_ISSUANCE, values))
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    """The primary key an INSERT just created (every tempdl insert writes exactly one row)."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise TypeError("not the result of a single-row INSERT")
+    return int(key[0])

@@ -21,13 +21,18 @@ from tempdl.errors import CommandError
 
 
 def open_audit(
-    database_url: str, *, migrate: Literal["here", "child"] = "here", check_integrity: bool = False
+    database_url: str,
+    *,
+    migrate: Literal["here", "child"] = "here",
+    check_integrity: bool = False,
+    server_id: str | None = None,
 ) -> AuditLog:
     """The audit log on `database_url`, its schema brought to the newest revision.
 
     `migrate="child"` runs the migration in a forked child, so a long-running server never
     carries Alembic in memory. `check_integrity` first runs SQLite's quick check (after a crash
-    a server should refuse a damaged file rather than write more into it).
+    a server should refuse a damaged file rather than write more into it). `server_id` goes
+    into every attempt row the log opens.
     """
     engine = make_engine(database_url)
     try:
@@ -44,7 +49,7 @@ def open_audit(
     except BaseException:
         engine.dispose()
         raise
-    return AuditLog(engine)
+    return AuditLog(engine, server_id=server_id)
 
 
 def open_for_reports(database_url: str) -> Engine | None:

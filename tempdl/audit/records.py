@@ -80,4 +80,5 @@ class Attempt:
             "user_agent": (self.user_agent or None) and self.user_agent[:USER_AGENT_MAX],
             "method": self.method,
             "server_id": self.server_id,
+            "progress_at": None,  # only progress notes write it, on a row already open
         }

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,7 +20,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from tempdl.audit.engine import SQLITE_BUSY_TIMEOUT_MS
+from tempdl.audit import engine as engine_settings
+from tempdl.audit.database_file import DatabaseFile
+from tempdl.audit.engine import SQLITE_BUSY_TIMEOUT_MS, waiting_until
 from tempdl.audit.sqlite import SQLiteHotPath
 from tempdl.errors import AuditUnavailable
 
@@ -55,11 +58,14 @@ def writes(method: Callable[..., T]) -> Callable[..., T]:
 class AuditRunner:
     """The thread, the inline path and the group commit that `AuditLog` runs its statements on."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, server_id: str | None = None) -> None:
         self.engine = engine
+        self.server_id = server_id
+        """Written into every attempt row this store opens (see `tempdl.cli.instance`)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-audit")
         self.failing = False  # True from a failed write until the next successful one
         self._hot = _hot_path_for(engine)
+        self._file = DatabaseFile(str(engine.url.database)) if self._hot is not None else None
         self._inline_writes = 0
         self._pending_commit: asyncio.Future[None] | None = None
 
@@ -67,11 +73,19 @@ class AuditRunner:
         """Run one of this store's methods without blocking the event loop, and wait for it.
 
         Hot-path methods on SQLite first run right here, impatiently (see `tempdl.audit.sqlite`);
-        everything else, and a hot call that met a lock, runs on the audit thread. A database
-        error becomes `AuditUnavailable`, logged once when an incident starts and once when a
-        write succeeds again, not on every request in between.
+        everything else, and a hot call that met a lock, runs on the audit thread, where it
+        waits for a lock only until `AUDIT_WAIT_SECONDS` after this call began: a request queued
+        behind another's wait gets what is left of its own time, so under a lock held elsewhere
+        every request is answered within that time however many wait (they used to wait one
+        busy timeout each, one after another). A database error becomes `AuditUnavailable`,
+        logged once when an incident starts and once when a write succeeds again, not on every
+        request in between. A write to a SQLite file deleted or replaced under the server is
+        refused before it is tried (`DatabaseFile`).
         """
+        deadline = time.monotonic() + engine_settings.AUDIT_WAIT_SECONDS
         try:
+            if self._file is not None and _marked(method, "writes"):
+                self._file.check()
             if self._hot is not None and _marked(method, "hot"):
                 try:
                     return self._succeeded(method, await self._run_inline(method, args, kwargs))
@@ -79,7 +93,8 @@ class AuditRunner:
                     if "locked" not in str(error) and "busy" not in str(error):
                         raise
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
+            call = functools.partial(method, *args, **kwargs)
+            result = await loop.run_in_executor(self._executor, _waiting_until, deadline, call)
         except (DBAPIError, sqlite3.Error, AuditUnavailable) as error:
             reason = str(getattr(error, "orig", error))
             if not self.failing:
@@ -138,9 +153,19 @@ class AuditRunner:
         if group is not None:
             group.set_exception(error)
 
+    def cut_wal_back_soon(self) -> None:
+        """Ask the audit thread to cut a long SQLite WAL back, without waiting for anyone."""
+        if self._hot is not None:
+            self._executor.submit(_waiting_until, time.monotonic(), self._hot.cut_wal_back)
+
     def close(self) -> None:
         """Wait for queued writes to finish, then release the database."""
         self._executor.shutdown(wait=True)
         if self._hot is not None:
             self._hot.close()
         self.engine.dispose()
+
+
+def _waiting_until(deadline: float, call: Callable[[], T]) -> T:
+    with waiting_until(deadline):
+        return call()

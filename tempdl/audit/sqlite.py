@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,7 +34,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from tempdl.audit import statements
-from tempdl.audit.engine import tune_sqlite
+from tempdl.audit.engine import JOURNAL_SIZE_LIMIT_BYTES, busy_timeout_ms, tune_sqlite
 from tempdl.audit.records import Attempt, IssuanceRecord
 
 WAL_RESTART_FRAMES = 1024  # pages: 4 MiB of WAL
@@ -123,6 +124,11 @@ class SQLiteHotPath:
             )
             setattr(self._local, slot, connection)
             self._opened.append(connection)
+        if not impatient:  # the audit thread's: it waits only what is left of its request's time
+            wanted = busy_timeout_ms()
+            if getattr(self._local, "busy_timeout_ms", None) != wanted:
+                connection.execute(f"PRAGMA busy_timeout={wanted}")
+                self._local.busy_timeout_ms = wanted
         return connection
 
     def checkpoint(self) -> None:
@@ -150,6 +156,22 @@ class SQLiteHotPath:
             return  # locked or failing: the next commit tries again, and a real failure shows there
         self._wal_restart_due = bool(busy)
 
+    def cut_wal_back(self) -> None:
+        """Fold a long WAL into the database and cut the file to nothing, if no reader pins it.
+
+        A long read query beside the server (an operator's report in sqlite3) keeps every frame
+        written meanwhile: the WAL grew to 483 MB during a 25 s query, and SQLite reuses such a
+        file rather than shrink it. Called every few seconds on the audit thread; with a busy
+        timeout of 0 it gives up at once while a reader or writer is in the way, and tries again
+        on the next call.
+        """
+        try:
+            size = os.stat(self._database + "-wal").st_size
+        except FileNotFoundError:
+            return
+        if size > JOURNAL_SIZE_LIMIT_BYTES:
+            self._raw().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
     def close(self) -> None:
         for connection in self._opened:
             connection.close()
@@ -163,7 +185,7 @@ class SQLiteHotPath:
             cursor = connection.execute(statement.sql, statement.parameters(values))
             if not getattr(self._local, "impatient", False):
                 connection.commit()
-            return cursor.lastrowid
+            return int(cursor.lastrowid or 0)  # the new row for an INSERT; UPDATE callers ignore it
         except sqlite3.Error:
             connection.rollback()
             raise
@@ -199,5 +221,6 @@ class SQLiteHotPath:
     def close_attempt(self, attempt: Attempt) -> None:
         self._write(_CLOSE_ATTEMPT, statements.close_values(attempt))
 
-    def note_progress(self, attempt_id: int, bytes_sent: int) -> None:
-        self._write(_NOTE_PROGRESS, {"attempt_id": attempt_id, "bytes_sent": bytes_sent})
+    def note_progress(self, values: Mapping[str, Any]) -> None:
+        """`NOTE_PROGRESS` with its values: `attempt_id`, `bytes_sent`, `progress_at`."""
+        self._write(_NOTE_PROGRESS, values)

@@ -13,10 +13,11 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, select, update
 
 from tempdl.audit.records import Attempt
-from tempdl.audit.tables import DownloadAttempt, Issuance
+from tempdl.audit.tables import DownloadAttempt, HealthCheck, Issuance
 
 issuances = cast(Table, Issuance.__table__)  # typed as a FromClause by the ORM
 attempts = cast(Table, DownloadAttempt.__table__)
+health_checks = cast(Table, HealthCheck.__table__)
 
 ISSUANCE_COLUMNS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")
 ATTEMPT_COLUMNS = tuple(column.name for column in attempts.columns if column.name != "id")
@@ -34,7 +35,7 @@ CLOSE_ATTEMPT = (
 NOTE_PROGRESS = (
     update(attempts)
     .where(attempts.c.id == bindparam("attempt_id"), attempts.c.finished_at.is_(None))
-    .values(bytes_sent=bindparam("bytes_sent"))
+    .values(bytes_sent=bindparam("bytes_sent"), progress_at=bindparam("progress_at"))
 )
 
 

@@ -110,6 +110,8 @@ class DownloadAttempt(Base):
     # Migration 0003; NULL on rows written before it (all of them GETs, by one server).
     method: Mapped[str | None] = mapped_column(String(8))
     server_id: Mapped[str | None] = mapped_column(String(64))
+    # Migration 0004: when `bytes_sent` was last noted on a row still open (NULL once never noted).
+    progress_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
 
     # Covering indexes for the reports (migration 0002): each holds every column a report reads,
     # in the order it groups by, so even SQLite aggregates millions of rows by streaming an index.
@@ -119,3 +121,12 @@ class DownloadAttempt(Base):
         Index(None, "file_id", "outcome", "started_at", "bytes_sent"),
         Index(None, "finished_at"),
     )
+
+
+class HealthCheck(Base):
+    """The one row `/healthz` replaces to prove the database takes a real write (migration 0004)."""
+
+    __tablename__ = "health_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checked_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)

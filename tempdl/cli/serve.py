@@ -1,8 +1,11 @@
 """Running the server: start-up checks, listening, and a graceful shutdown that loses no record.
 
+Before anything touches the database, the server takes `data_dir`'s lock (`tempdl.cli.instance`):
+a second server on the same `data_dir` stops there with one line naming the first one's PID.
 On SIGTERM or SIGINT the server stops accepting, gives downloads in flight `shutdown_grace`
 seconds to finish, then closes the rest (their rows become `partial` with the bytes they got),
-waits for every audit write to be committed, and exits 0.
+waits for every audit write to be committed, and exits 0. On SIGHUP it reads the config again
+(`tempdl.cli.reload`).
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import datetime
 import gc
 import logging
 import signal
+from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 
 from tempdl import __version__
 from tempdl.app import AppState, make_app
 from tempdl.audit.log import AuditLog
 from tempdl.audit.open import open_audit
+from tempdl.cli.instance import ServerLock, server_id
+from tempdl.cli.reload import notify, reload, settings_loader
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import utc_now
@@ -34,6 +41,8 @@ CLOSING_WAIT = 5
 """Seconds, after shutdown_grace, for closed downloads to write their last audit rows."""
 STALE_OPEN_ATTEMPT = datetime.timedelta(days=1)
 """An attempt row still open this long after it started belongs to no live download or log."""
+WAL_CHECK_EVERY_MS = 2000
+"""How often the audit thread looks whether a long SQLite WAL can be cut back."""
 
 
 def make_http_server(app, settings: Settings) -> HTTPServer:
@@ -46,15 +55,21 @@ def make_http_server(app, settings: Settings) -> HTTPServer:
     )
 
 
-def prepare_audit(settings: Settings, *, migrate_in_child: bool = False) -> AuditLog:
+def prepare_audit(settings: Settings, *, migrate_in_child: bool = False, server: str | None = None) -> AuditLog:
     """Open the audit database, migrate it, and close attempts a crash left open.
 
     `serve` migrates in a child process (`migrate_in_child`) so the server itself never carries
-    Alembic in memory.
+    Alembic in memory. `server` is the id the rows of this server carry: on a shared database
+    its own open rows are a crash's leftovers whatever their age.
     """
-    audit = open_audit(settings.database_url, migrate="child" if migrate_in_child else "here", check_integrity=True)
+    audit = open_audit(
+        settings.database_url, migrate="child" if migrate_in_child else "here", check_integrity=True, server_id=server
+    )
     now = utc_now()
-    closed = audit.close_abandoned_attempts(now, started_before=_abandoned_before(settings, audit.engine, now))
+    closed = audit.close_abandoned_attempts(
+        started_before=_abandoned_before(settings, audit.engine, now),
+        server_id=server if settings.serve_mode == "direct" else None,
+    )
     if closed:
         log.warning("event=recovered_attempts count=%d outcome=partial cause=earlier_crash", closed)
     return audit
@@ -67,7 +82,7 @@ def _abandoned_before(settings: Settings, engine, now: datetime.datetime) -> dat
     finished. On a shared database (PostgreSQL) another process may be streaming right now, and
     in x-accel mode an open row waits for `ingest-nginx-log` to say what nginx sent: closing
     those would free a download slot while it is in use, or lose the bytes. There, only rows
-    older than `STALE_OPEN_ATTEMPT` are closed.
+    older than `STALE_OPEN_ATTEMPT` are closed, and (direct mode) the rows this server wrote.
     """
     if engine.dialect.name == "sqlite" and settings.serve_mode == "direct":
         return None
@@ -105,8 +120,17 @@ def settle_startup_objects() -> None:
     gc.freeze()
 
 
-async def serve_until_stopped(settings: Settings) -> None:
-    audit = prepare_audit(settings, migrate_in_child=True)
+async def serve_until_stopped(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT; `load` gives the settings again on SIGHUP (None: no reloads)."""
+    lock = ServerLock(settings.data_dir)  # first: a second server must not touch a row
+    try:
+        await _serve_holding_lock(settings, load)
+    finally:
+        lock.release()
+
+
+async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] | None) -> None:
+    audit = prepare_audit(settings, migrate_in_child=True, server=server_id(settings.data_dir))
     state = AppState()
     inflight = state.requests_in_flight  # shutdown waits for these rows
     app = make_app(settings, audit, state=state)
@@ -122,6 +146,8 @@ async def serve_until_stopped(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if load is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload, app, load)
     log.info(
         "event=listening address=%s port=%d url=http://%s:%d config=%s public_url=%s wechat_path=%s wechat=%s "
         "files_dir=%s version=%s",
@@ -138,9 +164,14 @@ async def serve_until_stopped(settings: Settings) -> None:
     )
     for key in x_accel_ignored_limits(settings):
         log.warning("event=limit_not_applied key=%s serve_mode=x-accel: set it in nginx (limit_conn, limit_rate)", key)
+    wal_check = PeriodicCallback(audit.cut_wal_back_soon, WAL_CHECK_EVERY_MS)
+    wal_check.start()
     settle_startup_objects()
+    notify("READY=1")
     await stop.wait()
+    wal_check.stop()
 
+    notify("STOPPING=1")
     log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)
     server.stop()
     if not await inflight.wait_idle(settings.shutdown_grace):
@@ -153,5 +184,5 @@ async def serve_until_stopped(settings: Settings) -> None:
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """`serve`: run until SIGTERM or SIGINT, then shut down without losing an audit row."""
-    asyncio.run(serve_until_stopped(settings))
+    asyncio.run(serve_until_stopped(settings, settings_loader(args)))
     return 0

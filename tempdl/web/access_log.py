@@ -56,6 +56,8 @@ def log_request(handler: RequestHandler) -> None:
         f"ip={handler.request.remote_ip}",
     ]
     attempt = getattr(handler, "attempt", None)
-    if attempt is not None:
+    if attempt is not None and attempt.id is None:
+        fields.append("attempt=unrecorded")  # the row could not be written: what it would have said is no fact
+    elif attempt is not None:
         fields += [f"attempt={attempt.id}", f"outcome={attempt.outcome}", f"bytes={attempt.bytes_sent}"]
     access_log.log(level, "event=request %s", " ".join(fields))

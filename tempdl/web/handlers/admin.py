@@ -15,6 +15,7 @@ import datetime
 import functools
 import logging
 import re
+import secrets
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from tempdl.reports import chart as dashboard_view
 from tempdl.reports import formats as report_format
 from tempdl.reports.stats import BREAKDOWNS, Period, build_dashboard, build_report
 from tempdl.timeutil import Clock
+from tempdl.web.console import Console, live_json
 from tempdl.web.handlers.base import BaseHandler
 from tempdl.web.handlers.basic_auth import BasicAuthMixin, FailedLogins
 from tempdl.web.inflight import InFlight
@@ -45,10 +47,11 @@ RECENT_ATTEMPTS = 50
 QUICK_RANGES = (7, 30, 90, 365)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-# No scripts, no external anything: the page is HTML with inline CSS and SVG.
+# No external anything: the page is HTML with inline CSS and SVG, and its one inline script (the
+# "now downloading" poll, the copy button) runs only with the nonce of this response.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "frame-ancestors 'none'; base-uri 'none'; connect-src 'self'; script-src 'nonce-{nonce}'"
 )
 
 BAD_DATE = Refusal(
@@ -133,7 +136,8 @@ class AdminHandler(BasicAuthMixin, BaseHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.script_nonce = secrets.token_urlsafe(16)
+        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY.format(nonce=self.script_nonce))
 
     def _date_argument(self, name: str) -> datetime.date | None:
         text = self.get_query_argument(name, "").strip()
@@ -180,7 +184,13 @@ def _period_query(since: datetime.date | None, until: datetime.date | None, **ex
 
 
 class DashboardHandler(AdminHandler):
-    """`GET /admin/`: totals, a chart per day, files, top recipients, the latest attempts."""
+    """`GET /admin/`: totals, a chart per day, files, top recipients, the latest attempts; and the
+    console: a form to issue a link, the latest links (each with a revoke button), the budgets,
+    and the downloads streaming now."""
+
+    def initialize(self, *, reports: Reports, failed_logins: FailedLogins, console: Console) -> None:  # type: ignore[override]
+        super().initialize(reports=reports, failed_logins=failed_logins)
+        self.console = console
 
     async def get(self) -> None:
         if not self.request.path.endswith("/"):
@@ -196,6 +206,9 @@ class DashboardHandler(AdminHandler):
             build_dashboard, self.reports.engine, period, top_recipients=TOP_RECIPIENTS, recent=RECENT_ATTEMPTS
         )
         if dashboard is None:
+            return
+        console = await self.report(self.console.view, self.reports.engine, self.reports.settings, self.reports.clock())
+        if console is None:
             return
         today = self.reports.today()
         self.render(
@@ -221,6 +234,9 @@ class DashboardHandler(AdminHandler):
             outcome_class=dashboard_view.outcome_class,
             local_time=functools.partial(dashboard_view.local_time, zone=period.zone),
             thousands=dashboard_view.thousands,
+            console=console,
+            live=live_json(self.console.streams.views()),
+            script_nonce=self.script_nonce,
         )
 
 

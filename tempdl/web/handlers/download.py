@@ -33,6 +33,7 @@ from tempdl.web.previews import is_preview
 from tempdl.web.progress import ProgressNotes
 from tempdl.web.ranges import Span, requested_span, resumes, unsatisfiable_range
 from tempdl.web.streaming import CHUNK_SIZE, send_chunks, send_zero_copy, zero_copy_possible
+from tempdl.web.streams import Streams
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 
 log = logging.getLogger("tempdl.download")
@@ -65,7 +66,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         audit: AuditLog,
         clock: Clock,
         requests_in_flight: InFlight,
-        downloads_streaming: InFlight,
+        downloads_streaming: Streams,
         shared_limiter: RateLimiter | None,
         use_sendfile: bool,
         serve_mode: str,
@@ -162,7 +163,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         cap = self.limits.max_concurrent_downloads
         if cap and len(self.downloads_streaming) >= cap:
             raise Refused(refusals.BUSY, f"{len(self.downloads_streaming)} downloads already streaming")
-        self.downloads_streaming.enter(self)
+        self.downloads_streaming.enter(self, file_id=self.grant.offered.id, recipient=self.grant.issuance.recipient)
         try:
             if self._fits_one_write(span.length):
                 await self._send_small_body(span)
@@ -195,6 +196,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         if attempt_id is None:
             raise Refused(refusals.USED_UP, f"issuance {self.grant.issuance.id}: last download already taken")
         progress = ProgressNotes(self.audit, attempt_id)
+        self.downloads_streaming.follow(self, progress)
         try:
             self.attempt.bytes_sent = await self._send_body(span, progress)
         finally:

@@ -29,15 +29,23 @@ def test_models_and_migrations_describe_the_same_schema(empty_database: str):
     assert differences == []
 
 
-def test_report_indexes_go_up_and_down_and_keep_the_rows(empty_database: str):
-    database = empty_database
-    engine = make_engine(database)
+def _migrator(engine):
+    """`migrate(command.upgrade, "0002")`: run one Alembic step on `engine`, in one transaction."""
 
     def migrate(direction, revision: str) -> None:
         with engine.begin() as connection:
             config = alembic_config(engine)
             config.attributes["connection"] = connection
             direction(config, revision)
+
+    return migrate
+
+
+def test_report_indexes_go_up_and_down_and_keep_the_rows(empty_database: str):
+    database = empty_database
+    engine = make_engine(database)
+
+    migrate = _migrator(engine)
 
     migrate(command.upgrade, "0001")
     write_hand_built_history(engine)
@@ -64,11 +72,7 @@ def test_report_indexes_go_up_and_down_and_keep_the_rows(empty_database: str):
 def test_method_and_server_columns_go_up_and_down_and_keep_the_rows(empty_database: str):
     engine = make_engine(empty_database)
 
-    def migrate(direction, revision: str) -> None:
-        with engine.begin() as connection:
-            config = alembic_config(engine)
-            config.attributes["connection"] = connection
-            direction(config, revision)
+    migrate = _migrator(engine)
 
     migrate(command.upgrade, "0002")
     write_hand_built_history(engine)

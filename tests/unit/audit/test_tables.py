@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from tempdl.audit.engine import make_engine, upgrade
+from tempdl.audit.engine import JOURNAL_SIZE_LIMIT_BYTES, make_engine, upgrade
 from tempdl.audit.tables import Base
 
 pytestmark = pytest.mark.both_databases
@@ -60,6 +60,7 @@ def test_tables_have_the_columns_of_the_spec(engine):
         # Beyond SPEC's list, added by migration 0003 (NULL on older rows):
         "method",
         "server_id",
+        "progress_at",  # migration 0004
     ]
 
 
@@ -68,6 +69,7 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        assert connection.exec_driver_sql("PRAGMA journal_size_limit").scalar() == JOURNAL_SIZE_LIMIT_BYTES
 
 
 def test_servers_starting_together_migrate_one_at_a_time(empty_database):
