@@ -6,7 +6,7 @@
 Both set-ups run at the same time, on the same file, and take turns, round by round:
 
 * direct:  client -> tempdl (`serve_mode = "direct"`: its own sendfile path)
-* x-accel: client -> nginx (deploy/nginx.conf as shipped, pointed at loopback) -> tempdl
+* x-accel: client -> nginx (deploy/nginx-x-accel.conf as shipped, pointed at loopback) -> tempdl
            (`serve_mode = "x-accel"`); tempdl checks the link and records the row, nginx sends
 
 Servers (tempdl, and nginx with its worker) are pinned to CPU 0 and this client process to the

@@ -1,4 +1,4 @@
-"""nginx configured from the shipped deploy/nginx.conf, for tests and benchmarks on loopback.
+"""nginx configured from the shipped deploy/nginx-x-accel.conf, for tests and benchmarks on loopback.
 
 The file is taken as the operator gets it; only what every machine changes (the upstream ports,
 files_dir, the log path, listen and server_name) is pointed at the test's own, and each of those
@@ -13,12 +13,12 @@ from pathlib import Path
 from tests.engines import minimal_nginx_config
 
 REPO = Path(__file__).resolve().parent.parent
-DEPLOY_CONF = REPO / "deploy" / "nginx.conf"
+DEPLOY_CONF = REPO / "deploy" / "nginx-x-accel.conf"
 ACCESS_LOG = "tempdl-access.log"
 
 
 def nginx_config_from_deploy(files_dir: Path, upstream_ports: list[int], port: int, prefix: Path) -> str:
-    """A full nginx.conf for `throwaway_nginx`: deploy/nginx.conf inside `minimal_nginx_config`.
+    """A full nginx.conf for `throwaway_nginx`: deploy/nginx-x-accel.conf inside `minimal_nginx_config`.
 
     `upstream_ports` fill the shipped two `server` lines of `upstream tempdl` (one port: both).
     Use with `functools.partial(nginx_config_from_deploy, files_dir, ports)`.
@@ -26,11 +26,11 @@ def nginx_config_from_deploy(files_dir: Path, upstream_ports: list[int], port: i
     upstream_ports = list(upstream_ports) * (2 if len(upstream_ports) == 1 else 1)
     shipped = DEPLOY_CONF.read_text(encoding="utf-8")
     match = re.search(r"^server \{\n(.*?)^\}\n", shipped, re.MULTILINE | re.DOTALL)
-    assert match, "deploy/nginx.conf has no server { } block at the top level"
+    assert match, "deploy/nginx-x-accel.conf has no server { } block at the top level"
     http_level, server_body = shipped[: match.start()], match.group(1)
 
     def swap(text: str, old: str, new: str) -> str:
-        assert text.count(old) == 1, f"deploy/nginx.conf should hold {old!r} once"
+        assert text.count(old) == 1, f"deploy/nginx-x-accel.conf should hold {old!r} once"
         return text.replace(old, new)
 
     http_level = swap(http_level, "server 127.0.0.1:8001;", f"server 127.0.0.1:{upstream_ports[0]};")

@@ -10,12 +10,11 @@ imports from real files, so every feature works as it does from a checkout.
 What goes in:
 
 * the `tempdl` package from this source tree, with `migrations/` copied to `tempdl/_migrations`,
-  where `tempdl.audit.engine._migrations_dir` looks when there is no checkout around the package;
-* the third-party distributions the package really imports, found by reading its import
-  statements (so pytest, playwright, prometheus_client and the PostgreSQL driver stay out unless
-  the code starts importing them), plus `tzdata` for machines without a system zoneinfo database,
-  and their dependencies. Versions are those installed where the build runs: the pyz carries what
-  the test suite ran against.
+  where an installed package keeps them too (setup.py);
+* the distributions `requirements.txt` names (what the server needs at run time, no more) and
+  their dependencies, copied file by file from where they are installed (each distribution's
+  RECORD), so the build needs no package index. Their versions must be the ones `constraints.txt`
+  pins (what CI ran): a different version installed stops the build, naming it.
 
 The pyz is built for this interpreter's platform (CPython 3.11 on x86_64 Linux when built here),
 because cryptography and its cffi backend are compiled. Build it on the platform you deploy to.
@@ -36,6 +35,9 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the checkout
 from tempdl import __version__
 
@@ -44,9 +46,7 @@ PACKAGE_DIR = SOURCE_ROOT / "tempdl"
 DEFAULT_OUTPUT = SOURCE_ROOT / "dist" / "tempdl.pyz"
 ENTRY_POINT = "tempdl.cli.main:main"
 SHEBANG = "/usr/bin/env python3"
-ALWAYS_VENDORED = ("tzdata",)
-"""Not imported by name (zoneinfo finds it), but `timezone = "Asia/Shanghai"` needs it on machines
-whose operating system ships no zoneinfo database."""
+CONSTRAINTS = SOURCE_ROOT / "constraints.txt"
 POSTGRESQL_DRIVER = "psycopg[binary]"
 _SKIPPED = ("__pycache__", "*.pyc", "*.pyo")
 
@@ -69,27 +69,83 @@ def imported_modules(folders: Iterable[Path]) -> set[str]:
     return names
 
 
-def runtime_distributions(folders: Iterable[Path] = (PACKAGE_DIR, SOURCE_ROOT / "migrations")) -> list[str]:
-    """The installed distributions that tempdl imports at run time, as `name==version` pins."""
-    third_party = imported_modules(folders) - set(sys.stdlib_module_names) - {"tempdl", "__future__"}
-    providers = importlib.metadata.packages_distributions()
-    pins: set[str] = set()
-    for module in sorted(third_party):
-        if module not in providers:
-            raise BuildError(f"tempdl imports {module!r} but it is not installed: pip install -r requirements.txt")
-        for distribution in providers[module]:
-            pins.add(f"{distribution}=={importlib.metadata.version(distribution)}")
-    return sorted(pins, key=str.lower)
+def requirements_in(path: Path) -> list[Requirement]:
+    """The requirements a pip requirements file states itself (comments and `-r` lines left out)."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [Requirement(line) for line in lines if line and not line.startswith("-")]
 
 
-def installed_constraints() -> str:
-    """Every installed distribution pinned, so dependencies resolve to the versions tested here."""
+def pinned_versions(path: Path = CONSTRAINTS) -> dict[str, str]:
+    """`name==version` lines of a constraints file, by canonical name."""
     pins = {}
-    for distribution in importlib.metadata.distributions():
-        name = distribution.metadata["Name"]
-        if name and distribution.version:
-            pins[name.lower()] = f"{name}=={distribution.version}"
-    return "".join(f"{pin}\n" for _, pin in sorted(pins.items()))
+    for requirement in requirements_in(path):
+        [specifier] = requirement.specifier
+        pins[canonicalize_name(requirement.name)] = specifier.version
+    return pins
+
+
+def distribution_closure(requirements: Iterable[Requirement]) -> dict[str, importlib.metadata.Distribution]:
+    """The installed distributions that `requirements` need, with their dependencies, by canonical name."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    pending = [(requirement, "") for requirement in requirements]
+    while pending:
+        requirement, extra = pending.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise BuildError(f"{requirement} is not installed: pip install -r requirements-dev.txt") from None
+        for wanted in sorted(requirement.extras):  # psycopg[binary]: what the extra adds, once
+            pending += [(Requirement(line), wanted) for line in distribution.requires or ()]
+        if name in found:
+            continue
+        found[name] = distribution
+        pending += [(Requirement(line), "") for line in distribution.requires or ()]
+    return found
+
+
+def runtime_distributions(*, with_postgresql: bool = False) -> list[str]:
+    """What the pyz bundles besides tempdl, as `name==version` pins of the installed distributions."""
+    requirements = requirements_in(SOURCE_ROOT / "requirements.txt")
+    if with_postgresql:
+        requirements.append(Requirement(POSTGRESQL_DRIVER))
+    closure = distribution_closure(requirements)
+    return sorted((f"{dist.metadata['Name']}=={dist.version}" for dist in closure.values()), key=str.lower)
+
+
+def check_constraints(pins: Iterable[str], constraints: dict[str, str]) -> None:
+    """Refuse to bundle a version other than the one CI ran (`constraints.txt`)."""
+    wrong = []
+    for pin in pins:
+        name, version = pin.split("==")
+        expected = constraints.get(canonicalize_name(name))
+        if expected != version:
+            wrong.append(f"{name} {version} (constraints.txt: {expected or 'not listed'})")
+    if wrong:
+        raise BuildError(
+            "installed versions differ from constraints.txt: " + ", ".join(wrong) + "; "
+            "pip install -c constraints.txt -r requirements-dev.txt"
+        )
+
+
+def copy_distributions(pins: Iterable[str], site_packages: Path) -> None:
+    """Copy each distribution's installed files (its RECORD) into `site_packages`.
+
+    Console scripts (outside site-packages, with this machine's interpreter in their shebang) and
+    byte code are left out: the pyz compiles nothing ahead and runs no script but its own.
+    """
+    for pin in pins:
+        distribution = importlib.metadata.distribution(pin.split("==")[0])
+        if distribution.files is None:
+            raise BuildError(f"{pin} has no RECORD of its files: reinstall it with pip")
+        for relative in distribution.files:
+            if relative.parts[0] == ".." or "__pycache__" in relative.parts or relative.suffix in {".pyc", ".pyo"}:
+                continue
+            target = site_packages / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(str(distribution.locate_file(relative))), target)
 
 
 def _run(command: Sequence[str | Path], what: str) -> None:
@@ -99,33 +155,8 @@ def _run(command: Sequence[str | Path], what: str) -> None:
         raise BuildError(f"{what} failed (exit {done.returncode}):\n{output}")
 
 
-def install_dependencies(requirements: Sequence[str], site_packages: Path, constraints: Path) -> None:
-    """`pip install --target` the requirements (wheels preferred: nothing gets compiled here)."""
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-warn-script-location",
-            "--no-compile",
-            "--prefer-binary",
-            "--target",
-            site_packages,
-            "--constraint",
-            constraints,
-            *requirements,
-        ],
-        "pip install",
-    )
-    # pip's console scripts have this build machine's interpreter in their shebang: useless here.
-    shutil.rmtree(site_packages / "bin", ignore_errors=True)
-
-
 def copy_tempdl(site_packages: Path) -> None:
-    """The package itself, and the Alembic scripts inside it (found by `db._migrations_dir`)."""
+    """The package itself, and the Alembic scripts inside it, where an installed package has them."""
     migrations = SOURCE_ROOT / "migrations"
     if not (migrations / "env.py").is_file():
         raise BuildError(f"{migrations} is missing: build from a tempdl source checkout")
@@ -158,18 +189,15 @@ def make_zipapp(site_packages: Path, output: Path) -> None:
 
 
 def build(output: Path = DEFAULT_OUTPUT, *, with_postgresql: bool = False) -> list[str]:
-    """Build the pyz at `output`; return the requirements that went into it."""
-    requirements = [*runtime_distributions(), *ALWAYS_VENDORED]
-    if with_postgresql:
-        requirements.append(POSTGRESQL_DRIVER)
+    """Build the pyz at `output`; return the distributions that went into it besides tempdl."""
+    pins = runtime_distributions(with_postgresql=with_postgresql)
+    check_constraints(pins, pinned_versions())
     with tempfile.TemporaryDirectory(prefix="tempdl-build-") as staging:
         site_packages = Path(staging) / "site-packages"
-        constraints = Path(staging) / "constraints.txt"
-        constraints.write_text(installed_constraints(), encoding="utf-8")
-        install_dependencies(requirements, site_packages, constraints)
+        copy_distributions(pins, site_packages)
         copy_tempdl(site_packages)
         make_zipapp(site_packages, output)
-    return requirements
+    return pins
 
 
 def main(argv: Sequence[str] | None = None) -> int:

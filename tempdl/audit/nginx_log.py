@@ -3,7 +3,7 @@
 tempdl writes a download's row before nginx sends a byte (the claim that enforces the download
 caps), and leaves it open: `finished_at` NULL, `outcome` partial, `bytes_sent` 0, its id in the
 X-Tempdl-Attempt response header. nginx logs that id with what happened, in the `tempdl`
-log_format of deploy/nginx.conf, one key=value line per request:
+log_format of deploy/nginx-x-accel.conf, one key=value line per request:
 
     time=2026-11-30T08:00:05+00:00 msec=1796025605.123 attempt=42 status=206 bytes=1048576
     completion=OK request_time=0.051 upstream=127.0.0.1:8001

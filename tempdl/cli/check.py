@@ -120,7 +120,9 @@ def check_scale_out(settings: Settings, found: Findings) -> None:
             "with its own generated key and refuse the others' links; set the same secret_keys everywhere"
         )
     for key in x_accel_ignored_limits(settings):
-        found.warnings.append(f"{key} is nginx's job in x-accel mode (limit_conn, limit_rate: see deploy/nginx.conf)")
+        found.warnings.append(
+            f"{key} is nginx's job in x-accel mode (limit_conn, limit_rate: see deploy/nginx-x-accel.conf)"
+        )
 
 
 def check_database(settings: Settings, found: Findings) -> None:

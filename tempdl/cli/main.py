@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from tempdl import __version__
+from tempdl.cli.logs import FORMAT_VARIABLE, LEVEL_VARIABLE, LOG_FORMATS, LOG_LEVELS, configure_logging
 from tempdl.config.load import load_settings
 from tempdl.config.secret import ensure_secret_keys
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError, ConfigError
-from tempdl.web import log_filter as log_hygiene
 
 log = logging.getLogger("tempdl")
 
@@ -46,46 +47,144 @@ def _at_least_one(text: str) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:  # one line, exit 2, as argparse does, but no usage dump
         sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
+        raise SystemExit(EXIT_USAGE)
+
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = """exit codes:
+  0  done
+  1  the command failed (a missing file, a database that does not answer, ...)
+  2  usage or configuration error (a bad flag, a bad config value: the message names it)"""
+COMMANDS = ("serve", "issue", "stats", "revoke", "db", "prune", "init", "check", "ingest-nginx-log")
+GLOBAL_OPTIONS = ("--config", "--data-dir", "--log-format", "--log-level")
+"""Options every subcommand takes, before or after its name; each takes a value."""
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """The global options; `default=SUPPRESS` on subcommands keeps a value given before the name."""
+    parser.add_argument(
+        "--config", metavar="PATH", default=default, help="config file (env TEMPDL_CONFIG; default ./tempdl.toml)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        dest="data_dir",
+        default=default,
+        help="folder of the SQLite database and secret.key (env TEMPDL_DATA_DIR; default ./data)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default,
+        help=f"text: key=value lines; json: one object per line (env {FORMAT_VARIABLE}; default text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.upper,
+        default=default,
+        help=f"least severe level logged (env {LEVEL_VARIABLE}; default INFO)",
+    )
+
+
+def _command(commands, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+    description = summary[0].upper() + summary[1:] + "."
+    epilog = f"examples:\n{examples}\n\n{EXIT_CODES}"
+    subparser = commands.add_parser(name, help=summary, description=description, epilog=epilog)
+    _add_global_options(subparser, argparse.SUPPRESS)
+    return subparser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="config file (default: ./tempdl.toml if present)")
-    common.add_argument("--data-dir", metavar="DIR", dest="data_dir", help="folder for the database and secret")
-
-    parser = _Parser(prog="tempdl", description="Temporary download links for a WeChat Official Account.")
+    parser = _Parser(
+        prog="tempdl",
+        description="Temporary download links for a WeChat Official Account. Without a COMMAND: serve.",
+        epilog=f"examples:\n  tempdl --config /etc/tempdl.toml check\n  tempdl issue InstMsiW.exe --to alice\n\n"
+        f"{EXIT_CODES}\n\n`tempdl COMMAND --help` shows a command's options and examples.",
+    )
     parser.add_argument("--version", action="version", version=f"tempdl {__version__}")
+    _add_global_options(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    serve_flags = commands.add_parser("serve", parents=[common], help="run the server (the default)")
-    serve_flags.add_argument("--address", help="listen address (default 127.0.0.1)")
-    serve_flags.add_argument("--port", type=_positive_int, help="listen port (default 8000)")
+    serve_flags = _command(
+        commands,
+        "serve",
+        "run the server (the default command); migrates the database first",
+        "  tempdl serve --port 8001\n  TEMPDL_PORT=8001 tempdl --log-format json",
+    )
+    serve_flags.add_argument("--address", help="listen address (env TEMPDL_ADDRESS; default 127.0.0.1)")
+    serve_flags.add_argument("--port", type=_positive_int, help="listen port (env TEMPDL_PORT; default 8000)")
 
-    issue_flags = commands.add_parser("issue", parents=[common], help="print a new link for a file")
-    issue_flags.add_argument("file_id", metavar="FILE_ID")
+    issue_flags = _command(
+        commands,
+        "issue",
+        "print a new link for a file, alone on stdout",
+        "  tempdl issue InstMsiW.exe\n  tempdl issue InstMsiW.exe --to alice --ttl 3600 --max-downloads 2",
+    )
+    issue_flags.add_argument("file_id", metavar="FILE_ID", help="a file's id (`tempdl check` lists them)")
     issue_flags.add_argument("--to", dest="recipient", metavar="RECIPIENT", help="who the link is for (audit)")
-    issue_flags.add_argument("--ttl", type=_at_least_one, metavar="SECONDS", help="seconds the link stays valid")
-    issue_flags.add_argument("--max-downloads", type=_at_least_one, metavar="N", help="complete downloads allowed")
+    issue_flags.add_argument(
+        "--ttl",
+        type=_at_least_one,
+        metavar="SECONDS",
+        help="seconds the link stays valid (default: the file's ttl, else link_ttl, env TEMPDL_LINK_TTL)",
+    )
+    issue_flags.add_argument(
+        "--max-downloads",
+        type=_at_least_one,
+        metavar="N",
+        help="complete downloads allowed (default: the file's max_downloads, else limits.max_downloads)",
+    )
 
-    stats_flags = commands.add_parser("stats", parents=[common], help="report on downloads and bandwidth")
-    stats_flags.add_argument("--since", type=_date, metavar="YYYY-MM-DD")
-    stats_flags.add_argument("--until", type=_date, metavar="YYYY-MM-DD")
-    stats_flags.add_argument("--by", choices=("day", "file", "recipient", "outcome"), default="day")
-    stats_flags.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    stats_flags = _command(
+        commands,
+        "stats",
+        "report on downloads and bandwidth (reads only)",
+        "  tempdl stats\n  tempdl stats --since 2026-11-01 --by file --format csv",
+    )
+    stats_flags.add_argument("--since", type=_date, metavar="YYYY-MM-DD", help="first day counted (in `timezone`)")
+    stats_flags.add_argument("--until", type=_date, metavar="YYYY-MM-DD", help="last day counted (in `timezone`)")
+    stats_flags.add_argument(
+        "--by", choices=("day", "file", "recipient", "outcome"), default="day", help="one row per (default day)"
+    )
+    stats_flags.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default table")
 
-    revoke_flags = commands.add_parser("revoke", parents=[common], help="make a link stop working now")
-    revoke_flags.add_argument("target", metavar="ISSUANCE_ID_OR_LINK")
+    revoke_flags = _command(
+        commands,
+        "revoke",
+        "make a link stop working now",
+        "  tempdl revoke 42\n  tempdl revoke https://dl.example.com/api/get_file/...",
+    )
+    revoke_flags.add_argument(
+        "target", metavar="ISSUANCE_ID_OR_LINK", help="the issuance id (audit) or the link itself"
+    )
 
-    db_flags = commands.add_parser("db", parents=[common], help="database maintenance")
-    db_flags.add_argument("action", choices=("upgrade",))
+    db_flags = _command(commands, "db", "database maintenance: apply the migrations", "  tempdl db upgrade")
+    db_flags.add_argument("action", choices=("upgrade",), help="upgrade: migrate to the newest schema")
 
-    prune_flags = commands.add_parser("prune", parents=[common], help="delete old audit rows")
-    prune_flags.add_argument("--older-than", type=_positive_int, metavar="DAYS", required=True, dest="older_than")
+    prune_flags = _command(commands, "prune", "delete old audit rows", "  tempdl prune --older-than 365")
+    prune_flags.add_argument(
+        "--older-than",
+        type=_positive_int,
+        metavar="DAYS",
+        required=True,
+        dest="older_than",
+        help="delete audit rows older than this many days",
+    )
 
-    init_flags = commands.add_parser("init", parents=[common], help="write a commented tempdl.toml and the secret")
+    init_flags = _command(
+        commands,
+        "init",
+        "write a commented tempdl.toml and the secret",
+        "  tempdl init\n  tempdl init --config /etc/tempdl.toml --owner tempdl --data-dir /var/lib/tempdl "
+        "--files-dir /srv/tempdl --public-url https://dl.example.com\n  tempdl init --example > tempdl.toml",
+    )
     init_flags.add_argument("--public-url", dest="public_url", metavar="URL", help="prefix of the links handed out")
     init_flags.add_argument("--wechat-token", dest="wechat_token", metavar="TOKEN", help="default: random")
     init_flags.add_argument("--address", help="listen address (default 127.0.0.1)")
@@ -95,10 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     init_flags.add_argument("--force", action="store_true", help="replace an existing config file")
     init_flags.add_argument("--example", action="store_true", help="print tempdl.toml.example and stop")
 
-    commands.add_parser("check", parents=[common], help="validate the config and show what would be served")
+    _command(
+        commands,
+        "check",
+        "validate the config and show what would be served",
+        "  tempdl check\n  tempdl --config /etc/tempdl.toml check",
+    )
 
-    ingest_flags = commands.add_parser(
-        "ingest-nginx-log", parents=[common], help="x-accel mode: record what nginx sent (see deploy/nginx.conf)"
+    ingest_flags = _command(
+        commands,
+        "ingest-nginx-log",
+        "x-accel mode: record what nginx sent (see deploy/nginx-x-accel.conf)",
+        "  tempdl ingest-nginx-log /var/log/nginx/tempdl-access.log\n"
+        "  tempdl ingest-nginx-log /var/log/nginx/tempdl-access.log.1 /var/log/nginx/tempdl-access.log.2.gz",
     )
     ingest_flags.add_argument(
         "log_files", nargs="+", metavar="FILE", help="nginx access log in the tempdl format (.gz too)"
@@ -133,35 +241,39 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(flags)
 
 
-def configure_logging() -> None:
-    """key=value lines on stderr, one per request; systemd's journal adds host and process.
+def _with_command(argv: list[str]) -> list[str]:
+    """`argv` with `serve` put first when it names no command (`tempdl --port 8001` serves)."""
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token in COMMANDS:
+            return argv
+        if token in {"-h", "--help", "--version"}:
+            return argv
+        index += 2 if token in GLOBAL_OPTIONS else 1
+    return ["serve", *argv]
 
-    Our lines carry no thread, process or source position, so log records need not look them
-    up (the knobs from the logging HOWTO's "Optimization" section): one line per request is
-    worth keeping cheap.
-    """
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    logging.logAsyncioTasks = False  # type: ignore[attr-defined]  # Python 3.12+; harmless before
-    logging._srcfile = None  # no caller lookup (a walk up the stack) for %(pathname)s and the like
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    log_hygiene.install()
+
+def _log_options(args: argparse.Namespace) -> tuple[str, str]:
+    """The log format and level: flag, else environment, else text and INFO; a bad value is a usage error."""
+    log_format = args.log_format or os.environ.get(FORMAT_VARIABLE) or "text"
+    log_level = (args.log_level or os.environ.get(LEVEL_VARIABLE) or "INFO").upper()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"{FORMAT_VARIABLE}={log_format!r}: choose from {', '.join(LOG_FORMATS)}")
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"{LEVEL_VARIABLE}={log_level!r}: choose from {', '.join(LOG_LEVELS)}")
+    return log_format, log_level
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in {"-h", "--help", "--version"}):
-        argv.insert(0, "serve")
-    args = build_parser().parse_args(argv)
-    configure_logging()
+    args = build_parser().parse_args(_with_command(list(sys.argv[1:] if argv is None else argv)))
     try:
+        configure_logging(*_log_options(args))
         settings = None if args.command == "init" else _settings(args)  # init writes the file _settings reads
         return _run(args, settings)
     except (ConfigError, CommandError) as error:
         sys.stderr.write(f"tempdl: {error}\n")
-        return 2 if isinstance(error, ConfigError) else 1
+        return EXIT_USAGE if isinstance(error, ConfigError) else EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
 

@@ -54,5 +54,5 @@ def ingest_nginx_log(args: argparse.Namespace, settings: Settings) -> int:
         audit.close()
     print(result.summary())
     if result.lines and len(result.malformed_lines) == result.lines:
-        raise CommandError("no line is in the tempdl log_format; see deploy/nginx.conf (log_format tempdl)")
+        raise CommandError("no line is in the tempdl log_format; see deploy/nginx-x-accel.conf (log_format tempdl)")
     return 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 from tempdl.config.settings import Settings
 from tempdl.errors import ConfigError
@@ -16,8 +19,8 @@ SECRET_KEY_FILE = "secret.key"
 def ensure_secret_keys(settings: Settings) -> Settings:
     """Return settings whose `secret_keys` are set, generating `data_dir/secret.key` once if needed.
 
-    The generated key is written with mode 0600 before any content goes in, so it is never
-    readable by other users, not even for a moment.
+    `serve &` followed at once by `issue` races two processes to make the file; both must end up
+    with the same key, and neither may read a half-written one.
     """
     if settings.secret_keys:
         return settings
@@ -25,9 +28,7 @@ def ensure_secret_keys(settings: Settings) -> Settings:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if not key_path.exists():
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as stream:
-                stream.write(secrets.token_urlsafe(48) + "\n")
+            _create_key_file(key_path)
         keys = tuple(line.strip() for line in key_path.read_text().splitlines() if line.strip())
     except OSError as error:
         raise ConfigError(
@@ -36,3 +37,32 @@ def ensure_secret_keys(settings: Settings) -> Settings:
     if not keys:
         raise ConfigError(f"config key 'secret_keys': {key_path} is empty; delete it to generate a new key")
     return replace(settings, secret_keys=keys)
+
+
+def _create_key_file(key_path: Path) -> None:
+    """Write a new key beside `key_path` and link it into place whole, unless another process won.
+
+    The temporary file is mode 0600 from its creation (`mkstemp`), so the key is never readable
+    by other users, and it is on disk (fsync) before its name appears. `os.link` refuses to
+    replace an existing file: the loser of a race drops its own key and reads the winner's.
+    """
+    fd, temporary = tempfile.mkstemp(prefix=".secret-", suffix=".tmp", dir=key_path.parent)
+    try:
+        with os.fdopen(fd, "w") as stream:
+            stream.write(secrets.token_urlsafe(48) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, key_path)
+    finally:
+        os.unlink(temporary)
+    _fsync_folder(key_path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the new name itself survive a power cut (a file's fsync does not cover its folder)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

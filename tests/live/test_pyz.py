@@ -21,11 +21,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tempdl import __version__
 from tempdl.wechat.signature import sha1_signature
 from tests.engines import free_port
 from tests.support import rows, sample_bytes
+from tools.build_pyz import pinned_versions, requirements_in, runtime_distributions
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 300
@@ -95,6 +97,31 @@ def test_pyz_holds_the_package_migrations_and_templates_but_no_test_tools(built_
     top_level = {name.split("/")[1] for name in names if name.startswith("site-packages/")}
     assert not top_level & {"pytest", "_pytest", "playwright", "hypothesis", "pytest_tornado", "shiv"}
     assert built_pyz.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+
+
+def test_pyz_bundles_exactly_the_runtime_requirements_and_their_dependencies(built_pyz: Path):
+    """requirements.txt and what it pulls in, no more, no less, at the versions constraints.txt pins."""
+    dist_infos = {
+        name.split("/")[1].removesuffix(".dist-info")
+        for name in zipfile.ZipFile(built_pyz).namelist()
+        if re.match(r"site-packages/[^/]+\.dist-info/METADATA$", name)
+    }
+    bundled = {canonicalize_name(name.rsplit("-", 1)[0]): name.rsplit("-", 1)[1] for name in dist_infos}
+    expected = {canonicalize_name(pin.split("==")[0]): pin.split("==")[1] for pin in runtime_distributions()}
+    assert bundled == expected
+    pinned = pinned_versions()
+    assert all(pinned[name] == version for name, version in bundled.items())
+
+
+def test_deploy_docs_name_every_bundled_requirement_and_no_left_out_one():
+    """docs/deploy.md's "What the build bundles" paragraph tells the truth about requirements.txt."""
+    text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+    paragraph = text.split("What the build bundles", 1)[1].split("\n\n", 1)[0]
+    bundled, left_out = paragraph.split("Left out:", 1)
+    for requirement in requirements_in(REPO / "requirements.txt"):
+        assert f"`{requirement.name}`" in bundled, requirement.name
+    for tool in ("pytest", "playwright", "shiv", "ruff", "mypy", "psycopg"):
+        assert f"`{tool}`" in left_out and f"`{tool}`" not in bundled
 
 
 def test_nothing_leaks_in_from_the_test_environment(machine: FreshMachine):

@@ -1,7 +1,7 @@
 """Scale-out on the real engines: several tempdl processes on one PostgreSQL, nginx sending the bytes.
 
 Only whole processes show this: two `python server.py` sharing a database and signing keys race
-for the last allowed download, and a real nginx, configured from deploy/nginx.conf, sits in front
+for the last allowed download, and a real nginx, configured from deploy/nginx-x-accel.conf, sits in front
 of two servers in x-accel mode, with its access log ingested afterwards.
 """
 
