@@ -20,7 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -36,6 +36,9 @@ from tempdl.web.console import Console, live_json
 from tempdl.web.handlers.base import BaseHandler
 from tempdl.web.handlers.basic_auth import BasicAuthMixin, FailedLogins
 from tempdl.web.inflight import InFlight
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry  # loaded on the first scrape only
 
 T = TypeVar("T")
 log = logging.getLogger("tempdl.admin")
@@ -95,11 +98,11 @@ class Reports:
         self.engine = engine
         self.clock = clock
         self._downloads_streaming = downloads_streaming  # the gauge on /metrics
-        self._registry = None
+        self._registry: CollectorRegistry | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-reports")
 
     @property
-    def registry(self):
+    def registry(self) -> CollectorRegistry:
         """The Prometheus registry, built on the first scrape: prometheus_client stays out of
         memory on servers nobody scrapes."""
         if self._registry is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.web import HTTPError, RequestHandler
 
@@ -15,7 +15,13 @@ from tempdl.web.access_log import quoted
 log = logging.getLogger("tempdl.http")
 
 
-class RefusalMixin:
+if TYPE_CHECKING:
+    _HandlerBase = RequestHandler  # what the mixins are mixed into, for the type checker
+else:
+    _HandlerBase = object
+
+
+class RefusalMixin(_HandlerBase):
     """Answers refusals and errors as a bilingual HTML page, or SPEC's JSON when that is preferred."""
 
     request: Any
