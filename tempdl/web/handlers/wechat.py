@@ -149,8 +149,9 @@ class WeChatHandler(BaseHandler):
         """
         if not self._signed_by_wechat():
             raise HTTPError(403, "handshake refused: bad signature")
-        echostr = self.get_query_argument("echostr", "")
-        if not ECHOSTR.fullmatch(echostr):
+        raw = self.request.query_arguments.get("echostr", [b""])
+        echostr = raw[-1].decode("utf-8", "replace")  # as sent: no stripping, no control characters dropped
+        if len(raw) != 1 or not ECHOSTR.fullmatch(echostr):
             raise HTTPError(400, "handshake refused: echostr is not 1-128 printable ASCII characters")
         nonce = self.get_query_argument("nonce", "")
         if self.nonces is not None and not self.nonces.admit(nonce, ("handshake", echostr), self.clock().timestamp()):
