@@ -56,11 +56,11 @@ def log_request(handler: RequestHandler) -> None:
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     level = getattr(handler, "access_log_level", None) or level
     fields = [
-        f"method={handler.request.method}",
-        f"path={safe_path(handler.request.path)}",
+        f"method={quoted(handler.request.method)}",
+        f"path={quoted(safe_path(handler.request.path))}",
         f"status={status}",
         f"ms={1000.0 * handler.request.request_time():.1f}",
-        f"ip={handler.request.remote_ip}",
+        f"ip={quoted(handler.request.remote_ip)}",
     ]
     attempt = getattr(handler, "attempt", None)
     if attempt is not None:

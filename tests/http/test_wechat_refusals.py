@@ -7,6 +7,7 @@ import logging
 import urllib.parse
 
 import pytest
+import tornado.tcpclient
 
 from tests.support import FOLLOWER, fresh_nonce, rows, signed_query, text_message
 
@@ -154,3 +155,21 @@ async def test_the_openid_query_argument_wechat_sends_is_accepted(wechat_post, s
     response = await wechat_post(text_message("hello.txt"), openid=FOLLOWER)
     assert response.code == 200
     assert urllib.parse.quote(FOLLOWER) not in str(response.headers)
+
+
+# Log lines
+
+
+@pytest.mark.gen_test
+async def test_line_breaking_characters_sent_raw_stay_inside_one_log_line(http_server, http_port, caplog):
+    caplog.set_level(logging.INFO)
+    stream = await tornado.tcpclient.TCPClient().connect("127.0.0.1", http_port)
+    await stream.write(b"GET /wechat\xc2\x85event=forged\xe2\x80\xa8x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    head = await stream.read_until(b"\r\n")
+    stream.close()
+
+    assert head.startswith(b"HTTP/1.1 404")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "tempdl.access"]
+    assert not any(c in line for c in "\x85\u2028\n\r")
+    # Tornado reads the request line as Latin-1: the bytes become Â, U+0085, â, U+0080, ¨.
+    assert line.startswith('event=request method=GET path="/wechatÂ\\u0085event=forgedâ\\u0080¨x" status=404 ')
