@@ -24,7 +24,7 @@ from tempdl.cli.serve import x_accel_ignored_limits
 from tempdl.config.secret import SECRET_KEY_FILE
 from tempdl.config.settings import FILE_ID_PATTERN, Settings
 from tempdl.errors import CommandError
-from tempdl.links.catalog import Catalog, normalize_keyword
+from tempdl.links.catalog import Catalog, offer_conflicts
 from tempdl.reports.formats import human_bytes
 
 
@@ -54,7 +54,7 @@ def table(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def check_files(settings: Settings, found: Findings) -> None:
-    catalog = Catalog(settings.files_dir, settings.files)
+    catalog = Catalog(settings.files_dir, settings.files, refuse_conflicts=False)
     if not settings.files_dir.is_dir():
         found.problems.append(f"files_dir {settings.files_dir} is not a folder")
     offered = catalog.listing()
@@ -78,15 +78,8 @@ def check_files(settings: Settings, found: Findings) -> None:
     if not offered:
         found.problems.append(f"nothing is on offer: put files in {settings.files_dir} or list them in [[files]]")
 
-    askers: dict[str, list[str]] = {}
-    for entry in offered:
-        for keyword in {normalize_keyword(k) for k in entry.keywords}:
-            askers.setdefault(keyword, []).append(entry.id)
-    for keyword, ids in askers.items():
-        if len(ids) > 1:
-            found.problems.append(
-                f"keyword {keyword!r} asks for several files ({', '.join(ids)}); only the first is sent"
-            )
+    if settings.files is not None:
+        found.problems += offer_conflicts(offered)
     if settings.files is None and settings.files_dir.is_dir():
         for path in sorted(settings.files_dir.iterdir()):
             if path.is_file() and not path.name.startswith(".") and not FILE_ID_PATTERN.fullmatch(path.name):

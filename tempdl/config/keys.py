@@ -298,11 +298,20 @@ FILE_FIELDS: tuple[FileField, ...] = (
     FileField("path", "the file, relative to files_dir (no '..').", required=True),
     FileField(
         "keywords",
-        "the words that ask for it, matched ignoring case, surrounding spaces and full-width forms; "
-        "without any, the file is offered by menu or `issue` only.",
+        "the words that ask for it, typed or spoken, matched ignoring case, full-width forms, and "
+        "punctuation, quotes, brackets, emoji and zero-width characters around them; two that match "
+        "alike are refused; without any, the file is offered by menu, QR scene or `issue` only.",
     ),
-    FileField("name", "the download's file name (UTF-8 allowed); default: the file's own name."),
+    FileField(
+        "name",
+        "the download's file name (UTF-8 allowed, at most 255 bytes); default: the file's own name.",
+    ),
     FileField("ttl", "seconds its links stay valid; default: link_ttl."),
     FileField("max_downloads", "complete downloads per link; default: limits.max_downloads."),
     FileField("description", "shown after its keywords in the list a follower is sent."),
+    FileField(
+        "scenes",
+        "parametric QR-code scene strings (1-64 characters, see docs/wechat.md); a follower who scans "
+        "one, or follows the account by it, is sent this file's link.",
+    ),
 )

@@ -18,6 +18,12 @@ from tempdl.config.keys import FILE_FIELDS, KEYS, SECTIONS, default_database_url
 from tempdl.config.settings import FILE_ID_PATTERN, SECTION_SETTINGS, OfferedFileConfig, Settings
 from tempdl.errors import ConfigError
 
+MAX_NAME_BYTES = 255
+"""A `[[files]] name` at most: every common file system's limit on a file name, and short enough
+that a link reply (the name twice, the longest link, the fixed text) stays within WeChat's 2,047."""
+MAX_SCENE_LENGTH = 64
+"""WeChat's limit on a `scene_str` (`QR_LIMIT_STR_SCENE`)."""
+
 DEFAULT_CONFIG_NAME = "tempdl.toml"
 """The config file read from the working directory when neither `--config` nor `TEMPDL_CONFIG` names one."""
 
@@ -137,7 +143,22 @@ def _offered_files(raw: Any) -> tuple[OfferedFileConfig, ...]:
             raise ConfigError(f"config key '{where}': {error}") from None
         if name is not None and any(c in name for c in "/\\\r\n\0"):
             raise ConfigError(f"config key '{where}.name': must be a plain file name")
-        offered.append(OfferedFileConfig(file_id, path, tuple(keywords), name, ttl, max_downloads, description))
+        if name is not None and len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ConfigError(
+                f"config key '{where}.name': {len(name.encode('utf-8'))} bytes of UTF-8, at most {MAX_NAME_BYTES}"
+            )
+        scenes = table.get("scenes", [])
+        if not isinstance(scenes, list) or not all(
+            isinstance(scene, str) and scene == scene.strip() and 1 <= len(scene) <= MAX_SCENE_LENGTH
+            for scene in scenes
+        ):
+            raise ConfigError(
+                f"config key '{where}.scenes': must be a list of scene strings of 1-{MAX_SCENE_LENGTH} characters "
+                "without surrounding spaces"
+            )
+        offered.append(
+            OfferedFileConfig(file_id, path, tuple(keywords), name, ttl, max_downloads, description, tuple(scenes))
+        )
     return tuple(offered)
 
 

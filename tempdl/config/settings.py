@@ -30,6 +30,7 @@ class OfferedFileConfig:
     ttl: int | None = None
     max_downloads: int | None = None
     description: str | None = None
+    scenes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import stat
-import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tempdl.config.settings import FILE_ID_PATTERN, OfferedFileConfig
+from tempdl.errors import ConfigError
+from tempdl.links.keywords import normalize_keyword
 
-
-def normalize_keyword(text: str) -> str:
-    """Fold what a follower typed into the form keywords are compared in.
-
-    NFKC turns full-width letters and spaces (common with Chinese input methods) into their ASCII
-    forms, casefold ignores case, and runs of white space count as one space.
-    """
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return re.sub(r"\s+", " ", folded).strip()
+__all__ = ["Catalog", "OfferedFile", "normalize_keyword", "offer_conflicts"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +30,45 @@ class OfferedFile:
     ttl: int | None = None
     max_downloads: int | None = None
     description: str | None = None
+    scenes: tuple[str, ...] = ()
+    """Parametric QR-code scenes whose scan asks for this file."""
+
+
+def offer_conflicts(files: Sequence[OfferedFile]) -> list[str]:
+    """What makes a set of offered files ambiguous, one line each, naming the config key.
+
+    Two files whose keywords fold alike (`芝麻开门` and `「芝麻开门」`), or that share a scene,
+    would leave which file a follower gets to the order of the tables; a keyword that folds to
+    nothing (only punctuation or symbols) can never be matched.
+    """
+    problems: list[str] = []
+    askers: dict[str, list[tuple[int, str]]] = {}
+    scene_owner: dict[str, int] = {}
+    for index, offered in enumerate(files):
+        for keyword in offered.keywords:
+            folded = normalize_keyword(keyword)
+            if not folded:
+                problems.append(
+                    f"keyword {keyword!r} is only punctuation or symbols (config key 'files[{index}].keywords')"
+                )
+            elif all(asker != index for asker, _ in askers.get(folded, ())):
+                askers.setdefault(folded, []).append((index, keyword))
+        for scene in offered.scenes:
+            first = scene_owner.setdefault(scene, index)
+            if first != index:
+                problems.append(
+                    f"scene {scene!r} asks for several files ({files[first].id}, {offered.id}) "
+                    f"(config key 'files[{index}].scenes')"
+                )
+    for folded, asked in askers.items():
+        if len(asked) > 1:
+            ids = ", ".join(files[index].id for index, _ in asked)
+            typed = " and ".join(repr(keyword) for _, keyword in asked)
+            problems.append(
+                f"keyword {folded!r} asks for several files ({ids}): {typed} fold alike "
+                f"(config key 'files[{asked[1][0]}].keywords')"
+            )
+    return problems
 
 
 class Catalog:
@@ -45,9 +77,18 @@ class Catalog:
     Without `[[files]]` in the config, every regular file directly in `files_dir` is on offer under
     its own name. The listing is read again whenever the folder's mtime changes, so a file the
     operator drops in is offered at once, without a restart, and a lookup costs one stat.
+
+    Configured files that conflict (see `offer_conflicts`) raise `ConfigError` here, at start;
+    `check` passes `refuse_conflicts=False` to list every conflict instead.
     """
 
-    def __init__(self, files_dir: Path, configured: tuple[OfferedFileConfig, ...] | None) -> None:
+    def __init__(
+        self,
+        files_dir: Path,
+        configured: tuple[OfferedFileConfig, ...] | None,
+        *,
+        refuse_conflicts: bool = True,
+    ) -> None:
         self.files_dir = Path(files_dir).resolve()
         self._listing: tuple[int, tuple[OfferedFile, ...]] | None = None
         self._index_of: _Index | None = None
@@ -62,9 +103,13 @@ class Catalog:
                     ttl=entry.ttl,
                     max_downloads=entry.max_downloads,
                     description=entry.description,
+                    scenes=entry.scenes,
                 )
                 for entry in configured
             )
+            conflicts = offer_conflicts(self._configured)
+            if conflicts and refuse_conflicts:
+                raise ConfigError(conflicts[0])
 
     def listing(self) -> tuple[OfferedFile, ...]:
         """Every configured (or, without `[[files]]`, found) file, servable or not: for `check`."""
@@ -116,6 +161,10 @@ class Catalog:
     def _if_servable(self, offered: OfferedFile | None) -> OfferedFile | None:
         return offered if offered is not None and self.servable(offered) else None
 
+    def by_scene(self, scene: str) -> OfferedFile | None:
+        """The file a parametric QR code of `scene` asks for (compared exactly, as WeChat sends it)."""
+        return self._index().by_scene.get(scene.strip())
+
     def _index(self) -> _Index:
         """The lookup tables of the current listing, built once per listing."""
         files = self.listing()
@@ -151,10 +200,11 @@ class _Index:
     files: tuple[OfferedFile, ...]
     by_id: dict[str, OfferedFile]
     by_keyword: dict[str, OfferedFile]
+    by_scene: dict[str, OfferedFile]
 
     @classmethod
     def of(cls, files: tuple[OfferedFile, ...]) -> _Index:
-        """Ids and normalized keywords -> file; the first file with a keyword wins."""
+        """Ids, normalized keywords and scenes -> file; the first file with a keyword wins."""
         by_keyword: dict[str, OfferedFile] = {}
         for offered in files:
             for keyword in offered.keywords:
@@ -162,7 +212,8 @@ class _Index:
         by_id: dict[str, OfferedFile] = {}
         for offered in files:
             by_id.setdefault(offered.id, offered)
-        return cls(files, by_id, by_keyword)
+        by_scene = {scene: offered for offered in reversed(files) for scene in offered.scenes}
+        return cls(files, by_id, by_keyword, by_scene)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -20,12 +20,18 @@ from tempdl.links.issuing import DOWNLOAD_ROUTE
 access_log = logging.getLogger("tempdl.access")
 
 
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters (C0, DEL, C1 with U+0085 NEL) and the Unicode line and paragraph separators:
+some log shippers and viewers start a new line at any of them, which would let a value forge one."""
+
+
 def quoted(value: object) -> str:
-    """`value` as one key=value token: bare when it can be, JSON-quoted otherwise."""
+    """`value` as one key=value token: bare when it can be, JSON-quoted otherwise, with every
+    character that could break the line written as a `\\uXXXX` escape."""
     text = str(value)
-    if text and not any(c.isspace() or c in '"=\\' for c in text):
+    if text and not any(c.isspace() or c in '"=\\' for c in text) and not _LINE_BREAKING.search(text):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return _LINE_BREAKING.sub(lambda m: f"\\u{ord(m.group(0)):04x}", json.dumps(text, ensure_ascii=False))
 
 
 # Near misses of the download route still carry a live token: `//api/get_file/…`, `/API/GET_FILE/…`.
@@ -48,12 +54,13 @@ def log_request(handler: RequestHandler) -> None:
     """One line per request, key=value, without query strings (they carry openids) or tokens."""
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    level = getattr(handler, "access_log_level", None) or level
     fields = [
-        f"method={handler.request.method}",
-        f"path={safe_path(handler.request.path)}",
+        f"method={quoted(handler.request.method)}",
+        f"path={quoted(safe_path(handler.request.path))}",
         f"status={status}",
         f"ms={1000.0 * handler.request.request_time():.1f}",
-        f"ip={handler.request.remote_ip}",
+        f"ip={quoted(handler.request.remote_ip)}",
     ]
     attempt = getattr(handler, "attempt", None)
     if attempt is not None and attempt.id is None:

@@ -3,15 +3,18 @@
 Kept apart from HTTP and XML so the wording and the rules (which message gets a link) can be read
 and tested on their own:
 
-* a text naming a keyword (after trimming, case folding and NFKC) gets a link; any other text, and
-  any non-text message (image, voice, ...), gets the help text listing the keywords;
-* the `subscribe` event gets the welcome text; a menu `CLICK` whose EventKey names a file id or a
-  keyword gets the link; every other event (unsubscribe, SCAN, VIEW, ...) gets nothing (`None`,
-  which WeChat receives as `success`);
+* a text naming a keyword (folded as `tempdl.links.keywords.normalize_keyword` does), or a voice
+  message whose `Recognition` names one, gets a link; any other text, and any other message
+  (image, voice unheard, ...), gets the help text listing the keywords;
+* the `subscribe` event gets the welcome text, and with it the link when the follower came by a
+  parametric QR code of a file's scene (EventKey `qrscene_<scene>`); a `SCAN` of such a code, a
+  `scancode_waitmsg` menu scan of a scene, and a menu `CLICK` whose EventKey names a file id or a
+  keyword get the link; every other event (unsubscribe, LOCATION, VIEW, an unknown scene...) gets
+  nothing (`None`, which WeChat receives as `success`);
 * a follower over `limits.issues_per_recipient_per_hour` is told when to try again.
 
 Every text fits WeChat's 2047-byte limit by construction: the keyword list is cut short with
-"and N more" rather than mid-line.
+"and N more" rather than mid-line, and a link reply shortens the file's display name, never the URL.
 """
 
 from __future__ import annotations
@@ -40,15 +43,30 @@ MAX_LINE_BYTES = 300
 """One keyword line at most, so a single long description cannot crowd out all the others."""
 
 
-def link_reply_text(offered: OfferedFile, issued: IssuedLink) -> str:
+SCENE_PREFIX = "qrscene_"
+"""How WeChat marks the scene in the EventKey of a `subscribe` that came by a parametric QR code."""
+OPEN_IN_BROWSER = (
+    '请在浏览器中打开（点右上角 ··· 选择“在浏览器打开”）。\nOpen it in your browser (tap ··· then "Open in Browser").'
+)
+
+
+def _link_text(name: str, issued: IssuedLink, hint: bool = True) -> str:
     ttl_zh, ttl_en = duration_text(issued.ttl)
-    return (
-        f"「{offered.name}」的下载链接，{ttl_zh}内有效：\n"
-        f'Your download link for "{offered.name}", valid for {ttl_en}:\n'
-        f"{issued.url}\n"
-        "请在浏览器中打开（点右上角 ··· 选择“在浏览器打开”）。\n"
-        'Open it in your browser (tap ··· then "Open in Browser").'
-    )
+    text = f'「{name}」的下载链接，{ttl_zh}内有效：\nYour download link for "{name}", valid for {ttl_en}:\n{issued.url}'
+    return text + "\n" + OPEN_IN_BROWSER if hint else text
+
+
+def link_reply_text(offered: OfferedFile, issued: IssuedLink, budget: int = MAX_REPLY_BYTES) -> str:
+    """The link and how long it lives, within `budget` bytes: the display name (which appears
+    twice) is shortened first, then the browser hint dropped; the URL is never cut."""
+    text = _link_text(offered.name, issued)
+    excess = len(text.encode("utf-8")) - budget
+    if excess <= 0:
+        return text
+    name_limit = len(offered.name.encode("utf-8")) - (excess + 1) // 2
+    if name_limit >= 4:  # room for at least one character and the ellipsis
+        return _link_text(truncate_utf8(offered.name, name_limit), issued)
+    return _link_text("…", issued, hint=False)
 
 
 def too_many_links_text(cap: int, wait: datetime.timedelta) -> str:
@@ -112,12 +130,13 @@ def help_text(files: Sequence[OfferedFile]) -> str:
     return HELP_HEADING + "\n" + keyword_listing(files, budget)
 
 
-def welcome_text(template: str | None, files: Sequence[OfferedFile]) -> str:
-    """The welcome for a new follower; `{keywords}` in a configured text becomes the keyword list."""
+def welcome_text(template: str | None, files: Sequence[OfferedFile], room: int = MAX_REPLY_BYTES) -> str:
+    """The welcome for a new follower in `room` bytes; `{keywords}` in a configured text becomes
+    the keyword list."""
     template = template or DEFAULT_WELCOME
     if KEYWORDS_PLACEHOLDER not in template:
-        return template
-    budget = MAX_REPLY_BYTES - len(template.replace(KEYWORDS_PLACEHOLDER, "", 1).encode("utf-8"))
+        return truncate_utf8(template, room)
+    budget = room - len(template.replace(KEYWORDS_PLACEHOLDER, "", 1).encode("utf-8"))
     listing = HELP_HEADING + "\n" + keyword_listing(files, budget - len(HELP_HEADING.encode("utf-8")) - 1)
     return template.replace(KEYWORDS_PLACEHOLDER, listing, 1)
 
@@ -136,16 +155,22 @@ class Conversation:
         """
         if message.msg_type == "event":
             return await self._reply_to_event(message, now)
-        if message.msg_type == "text":
-            offered = self.catalog.by_keyword(message.content)
-            if offered is not None:
-                return await self._link(offered, message, now)
+        said = {"text": message.content, "voice": message.recognition}.get(message.msg_type)
+        offered = self.catalog.by_keyword(said) if said else None
+        if offered is not None:
+            return await self._link(offered, message, now)
         return help_text(self.catalog.files())
 
     async def _reply_to_event(self, message: IncomingMessage, now: datetime.datetime) -> str | None:
         event = message.event.casefold()
         if event == "subscribe":
-            return welcome_text(self.welcome, self.catalog.files())
+            return await self._welcome(message, now)
+        if event == "scan":
+            offered = self.catalog.by_scene(message.event_key)
+            return None if offered is None else await self._link(offered, message, now)
+        if event == "scancode_waitmsg":  # a menu button that opens the scanner and waits for our reply
+            offered = self.catalog.by_scene(message.scan_result)
+            return help_text(self.catalog.files()) if offered is None else await self._link(offered, message, now)
         if event == "click":
             key = message.event_key
             offered = (self.catalog.by_id(key) if key else None) or self.catalog.by_keyword(key)
@@ -153,6 +178,17 @@ class Conversation:
                 return help_text(self.catalog.files())
             return await self._link(offered, message, now)
         return None
+
+    async def _welcome(self, message: IncomingMessage, now: datetime.datetime) -> str:
+        """The welcome; the link comes first when the follower came by a scene's QR code, so
+        whatever the welcome's length, the URL is never what gets cut."""
+        key = message.event_key
+        offered = self.catalog.by_scene(key.removeprefix(SCENE_PREFIX)) if key.startswith(SCENE_PREFIX) else None
+        if offered is None:
+            return welcome_text(self.welcome, self.catalog.files())
+        link = await self._link(offered, message, now)
+        room = MAX_REPLY_BYTES - len(link.encode("utf-8")) - 2
+        return link + "\n\n" + welcome_text(self.welcome, self.catalog.files(), room)
 
     async def _link(self, offered: OfferedFile, message: IncomingMessage, now: datetime.datetime) -> str:
         try:

@@ -16,6 +16,8 @@ import untangle
 
 MAX_REPLY_BYTES = 2047
 _XML_FORBIDDEN = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+OPENID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What an openid (FromUserName) can be: WeChat's are 28 characters of this alphabet."""
 
 
 class MalformedMessage(Exception):
@@ -32,11 +34,18 @@ class IncomingMessage:
     msg_id: str = ""
     event: str = ""
     event_key: str = ""
+    recognition: str = ""
+    """What WeChat's speech recognition heard in a voice message (empty when it is off)."""
+    scan_result: str = ""
+    """The text of the code scanned by a `scancode_waitmsg` menu button."""
 
     @property
-    def retry_key(self) -> tuple[str, str]:
-        """What identifies a resend of this message: MsgId for messages, CreateTime for events."""
-        return (self.from_user, self.msg_id or f"event:{self.create_time}")
+    def retry_key(self) -> tuple[str, ...]:
+        """What identifies a resend of this message: the sender and MsgId for messages; for events
+        (most carry no MsgId) everything that tells two events of one second apart."""
+        if self.msg_type != "event":
+            return (self.from_user, self.msg_id or f"time:{self.create_time}")
+        return (self.from_user, "event", str(self.create_time), self.event, self.event_key, self.msg_id)
 
 
 def _text_of(root, name: str) -> str:
@@ -67,6 +76,8 @@ def parse_message(body: bytes) -> IncomingMessage:
     missing = [name for name, value in fields.items() if not value]
     if missing:
         raise MalformedMessage(f"missing {', '.join(missing)}")
+    if not OPENID_PATTERN.fullmatch(fields["FromUserName"]):
+        raise MalformedMessage(f"FromUserName is not an openid ({len(fields['FromUserName'])} characters)")
     try:
         create_time = int(fields["CreateTime"])
     except ValueError:
@@ -77,10 +88,18 @@ def parse_message(body: bytes) -> IncomingMessage:
         create_time=create_time,
         msg_type=fields["MsgType"].lower(),
         content=_text_of(root, "Content"),
-        msg_id=_text_of(root, "MsgId"),
+        msg_id=_text_of(root, "MsgId") or _text_of(root, "MsgID"),  # some events spell it MsgID
         event=_text_of(root, "Event"),
         event_key=_text_of(root, "EventKey"),
+        recognition=_text_of(root, "Recognition"),
+        scan_result=_scan_result(root),
     )
+
+
+def _scan_result(root) -> str:
+    """`<ScanCodeInfo><ScanResult>` of a scancode event, or ""."""
+    infos = root.get_elements("ScanCodeInfo")
+    return _text_of(infos[0], "ScanResult") if len(infos) == 1 else ""
 
 
 def cdata(text: str) -> str:
@@ -93,6 +112,8 @@ def truncate_utf8(text: str, limit: int = MAX_REPLY_BYTES) -> str:
     encoded = text.encode("utf-8")
     if len(encoded) <= limit:
         return text
+    if limit < 3:
+        return ""
     return encoded[: limit - 3].decode("utf-8", "ignore") + "…"
 
 

@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from tempdl.expiring import ExpiringMemory
 
-__all__ = ["ExpiringMemory", "NonceLedger", "RetryMemory", "timestamp_is_fresh"]
+__all__ = ["ExpiringMemory", "NonceLedger", "RetryMemory", "retry_window", "timestamp_is_fresh"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -27,6 +27,19 @@ V = TypeVar("V")
 RETRY_MEMORY_SECONDS = 300
 """How long a reply is remembered: WeChat's three tries span about 15 s; minutes leave room for lag."""
 RETRY_MEMORY_ENTRIES = 10_000
+
+
+def retry_window(max_clock_skew: float) -> float:
+    """How long a reply must be remembered so that no accepted copy of a request issues again.
+
+    A request is accepted while its timestamp is within `max_clock_skew` of now, so one stamped
+    `max_clock_skew` ahead stays acceptable for twice that after it first arrives; the nonce
+    ledger keeps its nonce as long, and lets the very same message through again. The reply
+    memory must last at least as long, and never less than `RETRY_MEMORY_SECONDS`.
+    """
+    return max(RETRY_MEMORY_SECONDS, 2 * max_clock_skew)
+
+
 NONCE_MEMORY_ENTRIES = 100_000
 """Roughly 10 MB at most; an account getting more signed requests than this per window is unusual."""
 
@@ -60,6 +73,10 @@ class RetryMemory(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._memory)
+
+    def last_at_least(self, seconds: float) -> None:
+        """Remember replies for at least `seconds` from now on."""
+        self._memory.ttl = max(self._memory.ttl, seconds)
 
     def share(self, key: K, now: float, compute: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
         known = self._memory.get(key, now)

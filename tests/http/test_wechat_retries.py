@@ -118,14 +118,31 @@ async def test_different_messages_or_senders_get_their_own_links(wechat_post, se
 
 @pytest.mark.gen_test
 async def test_a_reply_is_remembered_for_minutes_not_for_ever(wechat_post, settings, clock):
+    # As long as the nonce ledger: twice max_clock_skew (300 s by default).
     message = text_message("hello.txt")
     first = reply_link((await wechat_post(message)).body)
-    clock.advance(299)
+    clock.advance(599)
     assert reply_link((await wechat_post(message)).body) == first
     clock.advance(2)
 
     assert reply_link((await wechat_post(message)).body) != first
     assert issuance_count(settings) == 2
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("config_text", ["[wechat]\nmax_clock_skew = 900\n"])
+async def test_the_same_signed_request_within_a_long_skew_issues_once(wechat_post, settings, clock):
+    timestamp, nonce = str(int(clock().timestamp())), fresh_nonce()
+    first = await wechat_post(text_message("hello.txt"), timestamp=timestamp, nonce=nonce)
+    clock.advance(305)  # past the old fixed 300 s memory, well within the 900 s skew
+    again = await wechat_post(text_message("hello.txt"), timestamp=timestamp, nonce=nonce)
+
+    assert (first.code, again.code) == (200, 200)
+    assert again.body == first.body.replace(
+        re.search(rb"<CreateTime>\d+</CreateTime>", first.body).group(0),
+        re.search(rb"<CreateTime>\d+</CreateTime>", again.body).group(0),
+    )
+    assert issuance_count(settings) == 1
 
 
 # Replays

@@ -38,13 +38,15 @@ from hypothesis import strategies as st
 from tornado.httputil import HTTPHeaders
 
 from tempdl.audit.tables import OUTCOMES
+from tempdl.web.handlers.wechat import ECHOSTR
 from tempdl.web.previews import is_preview
+from tempdl.wechat.messages import OPENID_PATTERN
 from tests.live_server import LIVE_FILES, LiveServer, Response, parse_db_time, quote_token
 from tests.support import in_ci
 
 DOWNLOAD_STATUSES = {200, 206, 304, 403, 404, 410, 416, 429, 503}
 WECHAT_POST_STATUSES = {200, 400, 403, 413}
-WECHAT_GET_STATUSES = {200, 403}
+WECHAT_GET_STATUSES = {200, 400, 403}
 OUTCOMES_BY_STATUS = {
     200: {"ok", "partial", "landing"},  # partial: the client hung up mid-body
     206: {"ok", "partial"},
@@ -490,6 +492,8 @@ def wechat_bodies(draw) -> tuple[bytes, dict[str, str] | None]:
     create_time = values["CreateTime"].strip()
     if not (create_time.isascii() and create_time.isdigit() and len(create_time) <= 20):
         complete = False  # not a time a server need accept (a 5000-digit one is refused as 400)
+    if not OPENID_PATTERN.fullmatch(values["FromUserName"].strip()):
+        complete = False  # no openid: refused as 400
     body = "<xml>" + "".join(draw(st.permutations(parts))) + "</xml>"
     return body.encode("utf-8"), ({k: v.strip() for k, v in values.items()} if complete else None)
 
@@ -641,8 +645,9 @@ def test_handshake_echoes_only_when_signed(server, echostr, odd_echostr, use_odd
         query = urllib.parse.urlencode({"signature": junk_signature, "timestamp": "1", "nonce": "2", "echostr": value})
     response = server.request("GET", f"/wechat?{query}")
     assert response.status in WECHAT_GET_STATUSES
-    assert response.status == (200 if signed else 403)
-    if signed and not use_odd:
+    echoable = ECHOSTR.fullmatch(value) is not None  # 1-128 printable ASCII characters
+    assert response.status == (403 if not signed else 200 if echoable else 400)
+    if response.status == 200:
         assert response.body == value.encode()
 
 

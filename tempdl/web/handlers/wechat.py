@@ -1,15 +1,18 @@
 """The WeChat endpoint: the GET handshake and POSTed messages, answered with passive replies.
 
-Order of checks on a POST, each refusal logged with its reason (never the openid or the text):
+Order of checks on a POST, each refusal logged with its reason (never the openid or the text), at
+most once a minute per reason (`LogLimiter`: an unsigned flood costs the sender nothing):
 
 1. body over 64 KiB: 413;
 2. who sent it: plain mode checks `signature` (token, timestamp, nonce); safe and compatible mode
    (`encrypt_type=aes`) check `msg_signature`, which also covers the encrypted body, then decrypt
-   (403 forged, 400 malformed, 503 when AES is asked for but not configured here);
+   (403 forged, 400 malformed). When AES is asked for but not configured here, either signature
+   (the token alone checks both) must still hold before the 503 that names the missing keys;
 3. replay: the query `timestamp` must be within `wechat.max_clock_skew` of now (403), POST only,
    so WeChat's published handshake example keeps working;
 4. the message XML (400 for anything unreadable or missing a field, never a 500);
-5. the nonce: new, or reused by a resend of the very same message (else 403, a replay);
+5. the nonce: new, or reused by a resend of the very same message (else 403, a replay); the GET
+   handshake spends its nonce too, so its query (kept in proxies' access logs) is no POST;
 6. the reply: a resend shares the first try's reply (one issuance however many tries), computed
    within `reply_deadline` seconds or replaced by a polite "busy" text before WeChat gives up.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import re
 import secrets
 from collections.abc import Awaitable
 from typing import Any
@@ -30,11 +34,19 @@ from tornado.web import HTTPError, stream_request_body
 from tempdl.config.settings import WeChatSettings
 from tempdl.errors import AuditUnavailable
 from tempdl.timeutil import Clock
+from tempdl.web.access_log import quoted
 from tempdl.web.handlers.base import BaseHandler
+from tempdl.web.log_limit import LogLimiter
 from tempdl.wechat.conversation import UNAVAILABLE_TEXT, Conversation
 from tempdl.wechat.crypto import InvalidAppId, InvalidMessageSignature, MessageCrypto, WeChatCryptoError, encrypted_part
-from tempdl.wechat.messages import IncomingMessage, MalformedMessage, parse_message, render_text_reply
-from tempdl.wechat.replay import NonceLedger, RetryMemory, timestamp_is_fresh
+from tempdl.wechat.messages import (
+    OPENID_PATTERN,
+    IncomingMessage,
+    MalformedMessage,
+    parse_message,
+    render_text_reply,
+)
+from tempdl.wechat.replay import NonceLedger, RetryMemory, retry_window, timestamp_is_fresh
 from tempdl.wechat.signature import sha1_signature, signatures_match
 
 log = logging.getLogger("tempdl.wechat")
@@ -42,14 +54,21 @@ log = logging.getLogger("tempdl.wechat")
 MAX_BODY_BYTES = 64 * 1024
 REPLY_DEADLINE_SECONDS = 3.0
 """WeChat waits 5 s for a reply; 3 s leaves room for the network and still beats its resend."""
+ECHOSTR = re.compile(r"[!-~]{1,128}")
+"""What the handshake echoes: printable ASCII (WeChat sends ~19 digits), never markup-sized."""
 
-ReplyMemory = RetryMemory[tuple[str, str], "str | None"]
+ReplyMemory = RetryMemory[tuple[str, ...], "str | None"]
 
 
 def wechat_handler_arguments(
     wechat: WeChatSettings, conversation: Conversation, clock: Clock, retries: ReplyMemory
 ) -> dict[str, Any]:
-    """What `WeChatHandler.initialize` needs; the memories live as long as the app does."""
+    """What `WeChatHandler.initialize` needs; the memories live as long as the app does.
+
+    The reply memory is made to last as long as a signed request can be accepted again (see
+    `retry_window`): a request replayed within the window then gets the same answer, not a link.
+    """
+    retries.last_at_least(retry_window(wechat.max_clock_skew))
     crypto = None
     if wechat.token and wechat.encoding_aes_key and wechat.app_id:
         crypto = MessageCrypto(wechat.token, wechat.encoding_aes_key, wechat.app_id)
@@ -61,6 +80,7 @@ def wechat_handler_arguments(
         "retries": retries,
         "nonces": NonceLedger(window=wechat.max_clock_skew) if wechat.max_clock_skew else None,
         "reply_deadline": REPLY_DEADLINE_SECONDS,
+        "log_limiter": LogLimiter(),
     }
 
 
@@ -76,6 +96,7 @@ class WeChatHandler(BaseHandler):
         crypto: MessageCrypto | None = None,
         nonces: NonceLedger | None = None,
         reply_deadline: float = REPLY_DEADLINE_SECONDS,
+        log_limiter: LogLimiter | None = None,
     ) -> None:
         self.wechat = wechat
         self.conversation = conversation
@@ -84,6 +105,9 @@ class WeChatHandler(BaseHandler):
         self.retries = retries
         self.nonces = nonces
         self.reply_deadline = reply_deadline
+        self.log_limiter = log_limiter or LogLimiter()
+        self.access_log_level: int | None = None
+        """INFO for a refusal whose reason is logged (or held back) by `log_exception`: one line to see."""
         self.body = bytearray()
         self.too_large = False
 
@@ -120,13 +144,21 @@ class WeChatHandler(BaseHandler):
     def get(self) -> None:
         """The server-URL handshake: echo `echostr` back when the signature is WeChat's.
 
-        No clock-skew check here: the handshake cannot be replayed into a link, and WeChat's own
-        documented example (an old timestamp) must keep working.
+        No clock-skew check here (WeChat's own documented example has an old timestamp), but the
+        nonce is spent: a POST that reuses the handshake's query is a replay.
         """
         if not self._signed_by_wechat():
             raise HTTPError(403, "handshake refused: bad signature")
+        raw = self.request.query_arguments.get("echostr", [b""])
+        echostr = raw[-1].decode("utf-8", "replace")  # as sent: no stripping, no control characters dropped
+        if len(raw) != 1 or not ECHOSTR.fullmatch(echostr):
+            raise HTTPError(400, "handshake refused: echostr is not 1-128 printable ASCII characters")
+        nonce = self.get_query_argument("nonce", "")
+        if self.nonces is not None and not self.nonces.admit(nonce, ("handshake", echostr), self.clock().timestamp()):
+            raise HTTPError(403, "handshake refused: nonce already used by another request (replay)")
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
-        self.write(self.get_query_argument("echostr", ""))
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.write(echostr)
 
     async def post(self) -> None:
         if self.too_large:
@@ -135,13 +167,24 @@ class WeChatHandler(BaseHandler):
         now = self.clock()
         encrypted = self.get_query_argument("encrypt_type", "").lower() == "aes"
         if encrypted and self.crypto is None:
-            log.error("safe-mode message refused: encrypt_type=aes but wechat.encoding_aes_key/app_id are not set")
+            if not (self._signed_by_wechat() or self._encrypted_part_signed()):
+                raise HTTPError(403, "safe-mode message refused: bad signature")
+            held_back = self.log_limiter.allow("aes-not-configured", now.timestamp())
+            self.access_log_level = logging.INFO  # the line below, once a minute, is the one to see
+            if held_back is not None:
+                log.error(
+                    "safe-mode message refused: encrypt_type=aes but wechat.encoding_aes_key/app_id are not set "
+                    "(%d more like it in the last minute)",
+                    held_back,
+                )
             self._not_configured(
                 "WeChat safe mode (encrypt_type=aes) is not configured: set wechat.encoding_aes_key and "
                 "wechat.app_id. 未配置微信消息加解密密钥（EncodingAESKey、AppID）。"
             )
             return
         plaintext = self._decrypted_body() if encrypted else self._plain_body()
+        if not OPENID_PATTERN.fullmatch(self.get_query_argument("openid", "") or "x"):
+            raise HTTPError(400, "message refused: the openid query argument is not an openid")
         self._refuse_stale(now.timestamp())
         try:
             message = parse_message(plaintext)
@@ -168,6 +211,38 @@ class WeChatHandler(BaseHandler):
         if not self._signed_by_wechat():
             raise HTTPError(403, "message refused: bad signature")
         return bytes(self.body)
+
+    def _encrypted_part_signed(self) -> bool:
+        """Whether `msg_signature` covers this body's `<Encrypt>`: needs only the token."""
+        try:
+            encrypt = encrypted_part(bytes(self.body))
+        except WeChatCryptoError:
+            return False
+        expected = sha1_signature(
+            self.wechat.token or "",
+            self.get_query_argument("timestamp", ""),
+            self.get_query_argument("nonce", ""),
+            encrypt,
+        )
+        return signatures_match(expected, self.get_query_argument("msg_signature", None))
+
+    def log_exception(self, typ, value, tb) -> None:
+        """A refusal's reason at most once a minute per reason, with the count of those held back."""
+        if not (isinstance(value, HTTPError) and value.log_message and value.status_code < 500):
+            super().log_exception(typ, value, tb)
+            return
+        self.access_log_level = logging.INFO  # the reason line is this refusal's one WARNING
+        held_back = self.log_limiter.allow(value.log_message, self.clock().timestamp())
+        if held_back is None:
+            return
+        detail = value.log_message % value.args if value.args else value.log_message
+        log.warning(
+            "event=wechat_refused request_id=%s status=%d detail=%s held_back=%d",
+            self.request_id,
+            value.status_code,
+            quoted(detail),
+            held_back,
+        )
 
     def _decrypted_body(self) -> bytes:
         """Safe and compatible mode: the `<Encrypt>` part, checked by msg_signature, decrypted.

@@ -62,6 +62,10 @@ def test_config_file_from_flag_or_environment(tmp_path):
         ("[limits]\ntotal_rat = 5", {}, "limits.total_rat"),
         ("[[files]]\nid = 'a b'\npath = 'x'", {}, "files[0].id"),
         ("[[files]]\nid = 'a'\npath = '../etc/passwd'", {}, "files[0].path"),
+        ("[[files]]\nid = 'a'\npath = 'x'\nname = '" + "说" * 86 + "'", {}, "name': 258 bytes of UTF-8, at most 255"),
+        ("[[files]]\nid = 'a'\npath = 'x'\nscenes = 'poster'", {}, "files[0].scenes"),
+        ("[[files]]\nid = 'a'\npath = 'x'\nscenes = ['" + "s" * 65 + "']", {}, "files[0].scenes"),
+        ("[[files]]\nid = 'a'\npath = 'x'\nscenes = [' poster']", {}, "files[0].scenes"),
         ("this is not toml", {}, "TOML"),
     ],
 )
@@ -78,6 +82,12 @@ def test_secret_key_is_generated_once_with_mode_0600(tmp_path):
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert settings.secret_keys == (key_file.read_text().strip(),)
     assert ensure_secret_keys(load_settings({}, {}, tmp_path)).secret_keys == settings.secret_keys
+
+
+def test_a_name_of_255_bytes_and_scenes_are_loaded(tmp_path):
+    name = "说" * 85
+    settings = settings_from(tmp_path, f"[[files]]\nid = 'a'\npath = 'x'\nname = '{name}'\nscenes = ['poster', '7']")
+    assert (settings.files[0].name, settings.files[0].scenes) == (name, ("poster", "7"))
 
 
 def test_key_rotation_keeps_old_links_working(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from tempdl.config.settings import LimitSettings, OfferedFileConfig, Settings
 from tempdl.links.catalog import Catalog, OfferedFile
-from tempdl.links.issuing import Issuer
+from tempdl.links.issuing import IssuedLink, Issuer
 from tempdl.links.tokens import LinkSigner
 from tempdl.wechat.conversation import (
     HELP_HEADING,
@@ -21,6 +21,7 @@ from tempdl.wechat.conversation import (
     Conversation,
     help_text,
     keyword_listing,
+    link_reply_text,
     too_many_links_text,
     welcome_text,
 )
@@ -200,3 +201,79 @@ def test_the_help_text_fits_a_wechat_reply_whatever_is_on_offer():
     assert many.endswith("\n• a221\n• a222\n…以及另外 277 项 / and 277 more")
     assert len(many.encode()) == 2044 <= MAX_REPLY_BYTES
     assert help_text(()) == f"{HELP_HEADING}\n{NOTHING_ON_OFFER}"
+
+
+# Voice, scenes, long names
+
+
+def voice(recognition: str) -> IncomingMessage:
+    return IncomingMessage("gh_account", FOLLOWER, 1764489600, "voice", msg_id="3", recognition=recognition)
+
+
+def test_a_voice_message_is_matched_by_what_was_heard(conversation, database):
+    answer = LINK_REPLY.fullmatch(reply(conversation, voice("说明书。")))
+    assert answer is not None and answer["name"] == "说明.pdf"
+    assert reply(conversation, voice("")) == HELP
+    assert issued_files(database) == [(1, "manual", FOLLOWER, "wechat")]
+
+
+def scenes_conversation(audit, welcome: str | None = None) -> Conversation:
+    settings = Settings(public_url="https://dl.example.com", link_ttl=600)
+    files = (*FILES[:2], OfferedFileConfig("menu-only", "menu.zip", (), scenes=("poster",)))
+    return Conversation(Catalog(settings.files_dir, files), Issuer(settings, audit, SIGNER), welcome=welcome)
+
+
+def test_a_scene_is_asked_for_by_scan_and_by_following(database):
+    with sqlite_audit(database) as audit:
+        conversation = scenes_conversation(audit)
+        assert LINK_REPLY.fullmatch(reply(conversation, event("SCAN", "poster")))["name"] == "menu.zip"
+        link, welcome = reply(conversation, event("subscribe", "qrscene_poster")).split("\n\n", 1)
+        assert LINK_REPLY.fullmatch(link)["name"] == "menu.zip"
+        assert welcome == "欢迎关注！\nWelcome, and thank you for following!\n" + HELP
+        assert reply(conversation, event("SCAN", "qrscene_poster")) is None  # SCAN carries the bare scene
+    assert [row[1] for row in issued_files(database)] == ["menu-only", "menu-only"]
+
+
+def test_a_long_welcome_after_a_scene_link_is_cut_and_the_link_kept(database):
+    with sqlite_audit(database) as audit:
+        conversation = scenes_conversation(audit, welcome="欢迎" * 1000)
+        answer = reply(conversation, event("subscribe", "qrscene_poster"))
+    link, welcome = answer.split("\n\n", 1)
+    assert LINK_REPLY.fullmatch(link)
+    assert welcome.startswith("欢迎欢迎") and welcome.endswith("…")
+    assert len(answer.encode("utf-8")) <= MAX_REPLY_BYTES
+
+
+def issued(url_length: int, ttl: int = 600) -> IssuedLink:
+    url = "https://dl.example.com/api/get_file/" + "t" * (url_length - 36)
+    return IssuedLink(issuance_id=1, url=url, ttl=ttl, expires_at=NOW)
+
+
+def offered(name: str) -> OfferedFile:
+    return OfferedFile(id="f", path="f.bin", keywords=(), name=name)
+
+
+def test_the_longest_configurable_name_and_a_long_link_fit_whole():
+    # 255 bytes of name twice and the longest wording of a TTL under a day leave 1,288 bytes for
+    # the link: a public_url of up to 1,194 bytes with the route (14) and a token (under 80).
+    name = "说明" * 41 + "书_v.pdf"
+    text = link_reply_text(offered(name), issued(1288, ttl=86399))
+    assert f"「{name}」" in text and issued(1288).url + "\n" in text
+    assert len(text.encode("utf-8")) == MAX_REPLY_BYTES
+
+
+@pytest.mark.parametrize("name", ["说" * 700, "x" * 2000, "😀" * 400])
+def test_a_name_too_long_for_the_reply_is_shortened_and_the_url_kept(name):
+    link = issued(200)
+    text = link_reply_text(offered(name), link)
+    assert link.url + "\n" in text
+    assert "…」的下载链接" in text and "Open it in your browser" in text
+    assert MAX_REPLY_BYTES - 8 <= len(text.encode("utf-8")) <= MAX_REPLY_BYTES  # cut by whole characters
+
+
+def test_a_url_that_leaves_no_room_for_the_name_drops_the_name_and_the_hint():
+    link = issued(1900)
+    text = link_reply_text(offered("说明.pdf"), link)
+    assert text.endswith("\n" + link.url)
+    assert "「…」" in text and "Open it in your browser" not in text
+    assert len(text.encode("utf-8")) <= MAX_REPLY_BYTES

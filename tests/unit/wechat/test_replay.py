@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from tempdl.wechat.replay import NonceLedger, RetryMemory, timestamp_is_fresh
+from tempdl.wechat.replay import NonceLedger, RetryMemory, retry_window, timestamp_is_fresh
 
 # RetryMemory
 
@@ -139,3 +139,27 @@ def test_the_ledger_is_bounded() -> None:
 )
 def test_timestamp_within_the_skew(timestamp: str, fresh: bool) -> None:
     assert timestamp_is_fresh(timestamp, now=1000, max_skew=300) is fresh
+
+
+@pytest.mark.parametrize(("skew", "window"), [(0, 300), (60, 300), (150, 300), (300, 600), (900, 1800)])
+def test_the_retry_window_covers_every_accepted_copy_of_a_request(skew, window) -> None:
+    assert retry_window(skew) == window
+
+
+def test_a_memory_made_to_last_longer_keeps_replies_that_long() -> None:
+    async def scenario() -> None:
+        memory: RetryMemory[str, str] = RetryMemory(ttl=300)
+        memory.last_at_least(1800)
+        memory.last_at_least(60)  # never shorter
+        calls = []
+
+        async def compute() -> str:
+            calls.append(1)
+            return "reply"
+
+        assert await memory.share("k", 0.0, compute) == "reply"
+        assert await memory.share("k", 1799.0, compute) == "reply"
+        assert await memory.share("k", 1800.0, compute) == "reply"
+        assert len(calls) == 2
+
+    asyncio.run(scenario())
