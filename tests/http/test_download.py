@@ -145,6 +145,10 @@ async def test_file_removed_after_issuance_is_404_not_found(fetch, issue_link, f
         ("bytes=0-1,5-9", 200, 0, BIG - 1),  # multi-range: whole file, never multipart
         ("bytes=0-99999,0-99999,0-99999", 200, 0, BIG - 1),
         ("bytes=abc", 200, 0, BIG - 1),
+        ("bytes=--5", 200, 0, BIG - 1),  # not digits: ignored, as RFC 9110 lets a server do
+        ("bytes=1_0-2_0", 200, 0, BIG - 1),
+        ("bytes=+5-+9", 200, 0, BIG - 1),
+        ("Bytes=5-9", 206, 5, 9),
     ],
 )
 async def test_ranges(fetch, issue_link, files_dir, settings, header, status, first, last, attempts):
@@ -171,7 +175,16 @@ async def test_unsatisfiable_range_is_416(fetch, issue_link, settings, header, a
     assert response.code == 416
     assert response.headers["Content-Range"] == f"bytes */{BIG}"
     [row] = await attempts()
-    assert (row["http_status"], row["bytes_sent"]) == (416, 0)
+    assert (row["http_status"], row["bytes_sent"], row["outcome"]) == (416, 0, "unsatisfiable")
+
+
+@pytest.mark.gen_test
+async def test_curl_resuming_a_finished_file_is_unsatisfiable_not_bad(fetch, issue_link, attempts):
+    path = await issue_link("InstMsiW.exe")
+    assert len((await fetch(path)).body) == BIG
+    again = await fetch(path, headers={"Range": f"bytes={BIG}-"})  # what `curl -C -` sends
+    assert again.code == 416 and again.headers["Content-Range"] == f"bytes */{BIG}"
+    assert [(row["outcome"], row["http_status"]) for row in await attempts()] == [("ok", 200), ("unsatisfiable", 416)]
 
 
 @pytest.mark.gen_test
@@ -190,8 +203,9 @@ async def test_head_has_the_headers_of_get_and_no_body(fetch, issue_link, settin
         "Cache-Control",
     ):
         assert head.headers[name] == get.headers[name], name
-    first = (await attempts())[0]
+    first, second = await attempts()
     assert (first["outcome"], first["bytes_sent"], first["http_status"]) == ("ok", 0, 200)
+    assert (first["method"], second["method"]) == ("HEAD", "GET")
 
 
 @pytest.mark.gen_test

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tempdl.app import make_app
+from tempdl.reports.stats import Period, build_report, metrics_snapshot
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 from tests.support import rows
 
@@ -115,3 +116,19 @@ def test_rate_limiter_shares_the_pipe_in_turns():
     assert chunk_size_for([500_000, 0], 65536) == 10_000
     assert chunk_size_for([50_000_000], 65536) == 16384
     assert chunk_size_for([1000], 65536) == 4096
+
+
+@pytest.mark.gen_test
+async def test_head_never_uses_up_a_link_nor_counts_in_the_reports(fetch, issue_link, audit, settings, audit_rows):
+    path = await issue_link("InstMsiW.exe", max_downloads=1)
+    for _ in range(3):
+        assert (await fetch(path, method="HEAD")).code == 200  # `curl -I`, as the README shows
+    got = await fetch(path)
+    assert got.code == 200 and len(got.body) == SIZE
+    assert (await fetch(path)).code == 410  # the one download is taken; the HEADs took none
+    found = await audit_rows("SELECT method, outcome, bytes_sent FROM download_attempts ORDER BY id")
+    assert [tuple(r) for r in found] == [("HEAD", "ok", 0)] * 3 + [("GET", "ok", SIZE), ("GET", "limited", 0)]
+    report = build_report(audit.engine, Period(None, None, settings.zone), "outcome")
+    assert (report.totals.downloads_ok, report.totals.attempts) == (1, 2)
+    assert {row.key: row.attempts for row in report.rows} == {"ok": 1, "limited": 1}
+    assert metrics_snapshot(audit.engine).attempts_by_outcome == {"ok": 1, "limited": 1}

@@ -92,6 +92,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             started_at=self.clock(),
             client_ip=self.request.remote_ip,
             user_agent=self.request.headers.get("User-Agent"),
+            method=self.request.method or "GET",
         )
         self.row = AttemptRow(self.audit, self.clock, self.attempt)
         self.requests_in_flight.enter(self)
@@ -143,7 +144,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             self.set_status(416)
             self.set_header("Content-Type", "text/plain")
             self.set_header("Content-Range", unsatisfiable_range(size))
-            return await self.row.record(Outcome.BAD, self.get_status())
+            return await self.row.record(Outcome.UNSATISFIABLE, self.get_status())
         if not span.is_whole(size):
             self.set_status(206)
             self.set_header("Content-Range", span.content_range(size))
