@@ -32,7 +32,7 @@ from tempdl.web.inflight import InFlight
 from tempdl.web.previews import is_preview
 from tempdl.web.progress import ProgressNotes
 from tempdl.web.ranges import Span, requested_span, resumes, unsatisfiable_range
-from tempdl.web.streaming import CHUNK_SIZE, send_chunks, send_zero_copy, zero_copy_possible
+from tempdl.web.streaming import CHUNK_SIZE, ReadFailed, send_chunks, send_zero_copy, zero_copy_possible
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 
 log = logging.getLogger("tempdl.download")
@@ -158,18 +158,27 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         """The body: limits that apply only to bytes, the row before the first byte, the bytes.
 
         The concurrency slot is taken in the same step as the check (nothing awaits in between),
-        so downloads arriving together cannot all squeeze under the cap.
+        so downloads arriving together cannot all squeeze under the cap. The file is opened
+        before the row is written, so one the server cannot open is refused (500, `error`) and
+        never recorded as served.
         """
         cap = self.limits.max_concurrent_downloads
         if cap and len(self.downloads_streaming) >= cap:
             raise Refused(refusals.BUSY, f"{len(self.downloads_streaming)} downloads already streaming")
+        try:
+            source = os.open(self.grant.path, os.O_RDONLY)  # not inherited by child processes (PEP 446)
+        except OSError as error:
+            raise Refused(refusals.UNREADABLE, f"file {self.grant.offered.id!r}: {error.strerror}") from None
         self.downloads_streaming.enter(self)
         try:
             if self._fits_one_write(span.length):
-                await self._send_small_body(span)
+                await self._send_small_body(span, source)
             else:
-                await self._send_large_body(span)
+                await self._send_large_body(span, source)
+        except ReadFailed as failed:
+            await self._end_failed_read(failed)
         finally:
+            os.close(source)
             self.downloads_streaming.leave(self)
 
     def _fits_one_write(self, length: int) -> bool:
@@ -177,7 +186,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         throttled = self.limits.rate_per_download or self.shared_limiter is not None
         return length <= CHUNK_SIZE and not throttled and not self.grant.issuance.max_downloads
 
-    async def _send_small_body(self, span: Span) -> None:
+    async def _send_small_body(self, span: Span, source: int) -> None:
         """One audit write instead of two for a small file.
 
         The row is committed before the first byte, as always, but already as what will almost
@@ -186,32 +195,55 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         """
         self.attempt.bytes_sent = span.length
         await self.row.record(Outcome.OK, self.get_status())
-        sent = await send_chunks(self, self.grant.path, span.start, span.length)
+        sent = await send_chunks(self, source, span.start, span.length)
         if sent != span.length:
             self.attempt.outcome, self.attempt.bytes_sent = Outcome.PARTIAL, sent
             await self.row.close()
 
-    async def _send_large_body(self, span: Span) -> None:
+    async def _send_large_body(self, span: Span, source: int) -> None:
         attempt_id = await self._open_row()
         if attempt_id is None:
             raise Refused(refusals.USED_UP, f"issuance {self.grant.issuance.id}: last download already taken")
         progress = ProgressNotes(self.audit, attempt_id)
         try:
-            self.attempt.bytes_sent = await self._send_body(span, progress)
+            self.attempt.bytes_sent = await self._send_body(span, source, progress)
         finally:
             progress.stop()
         self.attempt.outcome = Outcome.OK if self.attempt.bytes_sent == span.length else Outcome.PARTIAL
         await self.row.close()
 
-    async def _send_body(self, span: Span, progress: ProgressNotes) -> int:
+    async def _send_body(self, span: Span, source: int, progress: ProgressNotes) -> int:
         """Zero-copy when the socket allows and nothing throttles; else chunks through Tornado."""
-        path, start, length = self.grant.path, span.start, span.length
+        start, length = span.start, span.length
         own = RateLimiter(self.limits.rate_per_download) if self.limits.rate_per_download else None
         limiters = [limiter for limiter in (own, self.shared_limiter) if limiter is not None]
         if not limiters and self.use_sendfile and length > CHUNK_SIZE and zero_copy_possible(self):
-            return await send_zero_copy(self, path, start, length, progress=progress)
+            return await send_zero_copy(self, source, start, length, progress=progress)
         chunk_size = chunk_size_for([limiter.rate for limiter in limiters], CHUNK_SIZE)
-        return await send_chunks(self, path, start, length, chunk_size=chunk_size, limiters=limiters, progress=progress)
+        return await send_chunks(
+            self, source, start, length, chunk_size=chunk_size, limiters=limiters, progress=progress
+        )
+
+    async def _end_failed_read(self, failed: ReadFailed) -> None:
+        """The file failed us mid-way: the row says `error` with the bytes that went out, at once.
+
+        Before the headers, the client gets the bilingual 500 page; after them, only a cut
+        connection tells it the body is short (its Content-Length is not met).
+        """
+        log.warning(
+            "event=download_read_failed issuance=%s file=%s bytes_sent=%d detail=%s",
+            self.attempt.issuance_id,
+            self.attempt.file_id,
+            failed.sent,
+            quoted(str(failed)),
+        )
+        if failed.headers_sent:
+            self.request.connection.stream.close()
+        else:
+            self.write_refusal(refusals.UNREADABLE)
+        self.attempt.outcome, self.attempt.bytes_sent = Outcome.ERROR, failed.sent
+        self.attempt.http_status = self.get_status()
+        await self.row.close()
 
     async def _hand_to_nginx(self, include_body: bool) -> None:
         """x-accel mode: we decide and record; nginx sends the bytes (Range, HEAD, 304) with sendfile.
