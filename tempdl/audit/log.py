@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, select, text, update
+from sqlalchemy import Connection, and_, case, delete, exists, func, select, text, update
 
 from tempdl.audit import counts, statements
 from tempdl.audit.records import Attempt, IssuanceRecord, Outcome
@@ -271,13 +271,24 @@ class AuditLog(AuditRunner):
         with self.engine.connect() as connection:
             return counts.completed_downloads(connection, issuance_id, file_size)
 
-    def recipient_bytes_since(self, recipient: str, since: datetime.datetime) -> int:
-        """Body bytes sent on all links of one recipient since a moment (the daily allowance)."""
+    def recipient_bytes_since(self, recipient: str, since: datetime.datetime, *, held_here: Sequence[int] = ()) -> int:
+        """Body bytes of one recipient's downloads since a moment (the daily allowance).
+
+        A finished row counts what it sent; a row still open counts the bytes it asked for, as
+        they may all go out (see `tempdl.links.reservations`), unless its id is in `held_here`:
+        the caller counts those itself.
+        """
+        running = _attempts.c.finished_at.is_(None)
+        asked = func.coalesce(_attempts.c.range_end - _attempts.c.range_start + 1, _attempts.c.bytes_sent)
+        counted = case((running, asked), else_=_attempts.c.bytes_sent)
+        conditions = [_issuances.c.recipient == recipient, _attempts.c.started_at >= since, counts.DOWNLOAD]
+        if held_here:
+            conditions.append(~and_(running, _attempts.c.id.in_(held_here)))
         with self.engine.connect() as connection:
             total = connection.execute(
-                select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0))
+                select(func.coalesce(func.sum(counted), 0))
                 .select_from(_attempts.join(_issuances, _attempts.c.issuance_id == _issuances.c.id))
-                .where(_issuances.c.recipient == recipient, _attempts.c.started_at >= since)
+                .where(*conditions)
             ).scalar_one()
         return int(total)
 

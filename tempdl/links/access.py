@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ from tempdl.errors import LinkInvalid
 from tempdl.links import refusals
 from tempdl.links.catalog import Catalog, OfferedFile
 from tempdl.links.refusals import Refusal
+from tempdl.links.reservations import Hold, Reservations
 from tempdl.links.tokens import LinkSigner
 
 
@@ -47,6 +48,12 @@ class Grant:
     offered: OfferedFile
     path: Path
     stat: os.stat_result
+    holds: list[Hold] = field(default_factory=list)  # bytes reserved until the download ends
+
+    def settle(self, length: int) -> None:
+        """The answer is known: `length` body bytes at most (0 for no body)."""
+        for hold in self.holds:
+            hold.length = length
 
     @property
     def size(self) -> int:
@@ -59,6 +66,7 @@ class Gate:
         self.audit = audit
         self.signer = signer
         self.catalog = catalog
+        self.reservations = Reservations()  # bytes of running downloads, for the byte allowances
 
     async def admit(self, token: str, attempt: Attempt, *, resumes: bool) -> Grant:
         """Return what may be served, or raise `Refused`; fills in the attempt's issuance and file.
@@ -89,10 +97,10 @@ class Gate:
         if offered is None or located is None:
             raise Refused(refusals.NOT_FOUND, f"file {issuance.file_id!r} is not on offer or not on disk")
         grant = Grant(issuance, offered, *located)
-        await self._check_limits(grant, now)
+        await self._check_limits(grant, attempt, now)
         return grant
 
-    async def _check_limits(self, grant: Grant, now: datetime.datetime) -> None:
+    async def _check_limits(self, grant: Grant, attempt: Attempt, now: datetime.datetime) -> None:
         """The counted limits, read from the database so they hold across restarts."""
         issuance = grant.issuance
         if issuance.max_downloads:
@@ -101,11 +109,24 @@ class Gate:
                 raise Refused(refusals.USED_UP, f"issuance {issuance.id}: {completed} complete downloads")
         allowance = self.settings.limits.recipient_daily_bytes
         if allowance and issuance.recipient:
+            key = ("recipient", issuance.recipient)
             day_start, day_end = local_day_bounds(now, self.settings.zone)
-            used = await self.audit.run(self.audit.recipient_bytes_since, issuance.recipient, day_start)
+            before = self.reservations.snapshot(key)
+            used = await self.audit.run(
+                self.audit.recipient_bytes_since, issuance.recipient, day_start, held_here=before.open_rows
+            )
+            # From here to the hold, nothing is awaited: the check and the hold are one step.
+            used += self.reservations.held_since(before, key)
             if used >= allowance:
                 retry_after = max(1, int((day_end - now).total_seconds()))
                 raise Refused(replace(refusals.QUOTA, retry_after=retry_after), f"recipient used {used} bytes today")
+            grant.holds.append(self.reservations.hold(key, attempt, grant.size))
+
+    def release(self, grant: Grant) -> None:
+        """The download of `grant` ended and its row holds the real bytes: its holds are spent."""
+        for hold in grant.holds:
+            self.reservations.release(hold)
+        grant.holds.clear()
 
     async def _may_resume(self, issuance: IssuanceRecord, now: datetime.datetime, resumes: bool) -> bool:
         grace = self.settings.resume_grace

@@ -132,3 +132,24 @@ async def test_head_never_uses_up_a_link_nor_counts_in_the_reports(fetch, issue_
     assert (report.totals.downloads_ok, report.totals.attempts) == (1, 2)
     assert {row.key: row.attempts for row in report.rows} == {"ok": 1, "limited": 1}
     assert metrics_snapshot(audit.engine).attempts_by_outcome == {"ok": 1, "limited": 1}
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize(
+    "config_text", ["[limits]\nrecipient_daily_bytes = 1048576\nrate_per_download = 1000000\n"], ids=["1MiB"]
+)
+@pytest.mark.parametrize("size", [SIZE, 2 * 1024 * 1024], ids=["smaller", "larger"])
+async def test_parallel_downloads_overshoot_the_daily_bytes_by_one_file_at_most(
+    fetch, issue_link, files_dir, audit_rows, size
+):
+    (files_dir / "InstMsiW.exe").write_bytes(b"\x07" * size)
+    links = [await issue_link("InstMsiW.exe", recipient="greedy", ttl=86400) for _ in range(10)]
+    # A per-download rate keeps every download running while the others are checked.
+    answers = await asyncio.gather(*(fetch(link) for link in links))
+    served = [answer for answer in answers if answer.code == 200]
+    assert len(served) == -(-1048576 // size)  # those that started under the allowance, no more
+    assert all(len(answer.body) == size for answer in served)
+    assert sorted(answer.code for answer in answers) == [200] * len(served) + [429] * (10 - len(served))
+    assert sum(len(answer.body) for answer in served) < 1048576 + size
+    found = await audit_rows("SELECT outcome, bytes_sent FROM download_attempts WHERE http_status = 200")
+    assert sum(row["bytes_sent"] for row in found) == len(served) * size

@@ -103,6 +103,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             if not self._headers_written:
                 self.write_refusal(refusals.UNAVAILABLE)
         finally:
+            if hasattr(self, "grant"):
+                self.gate.release(self.grant)  # after the row has its real bytes
             self.requests_in_flight.leave(self)
 
     async def _answer(self, token: str, include_body: bool) -> None:
@@ -136,10 +138,12 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.set_headers()
         if self.should_return_304():
             self.set_status(304)
+            self.grant.settle(0)
             return await self.row.record(Outcome.NOT_MODIFIED, self.get_status())
 
         size = self.get_content_size()
         span = self._requested_span(size)
+        self.grant.settle(span.length if span is not None and include_body else 0)
         if span is None:
             self.set_status(416)
             self.set_header("Content-Type", "text/plain")
@@ -259,6 +263,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             self.set_header("X-Accel-Limit-Rate", str(self.limits.rate_per_download))
         self.modified = None
         span = self._requested_span(self.grant.size)
+        self.grant.settle(span.length if span is not None and include_body else 0)
         if span is not None:
             self.attempt.range_start, self.attempt.range_end = span.start, span.end - 1
         if not include_body:
@@ -319,6 +324,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
 
     async def _show_landing_page(self) -> None:
         grant = self.grant
+        grant.settle(0)
         remaining = int((grant.issuance.expires_at - self.attempt.started_at).total_seconds())
         remaining_zh, remaining_en = duration_text(remaining)
         self.set_header("Cache-Control", "no-store")
