@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, exists, func, select, text, update
+from sqlalchemy import Connection, and_, case, delete, exists, func, or_, select, text, update
 
 from tempdl.audit import counts, statements
 from tempdl.audit.records import Attempt, IssuanceRecord, Outcome
@@ -292,20 +292,30 @@ class AuditLog(AuditRunner):
             ).scalar_one()
         return int(total)
 
-    def started_download_before(self, issuance_id: int, moment: datetime.datetime) -> bool:
-        """Whether bytes of this link started flowing before `moment` (resume after expiry)."""
+    def delivered_spans(self, issuance_id: int, moment: datetime.datetime) -> tuple[list[tuple[int, int]], bool]:
+        """The byte spans a link's downloads delivered, or are delivering (as much as they asked
+        for), and whether any of them started sending by `moment` (resume after expiry).
+
+        A download that failed (`error`) still delivered its bytes.
+        """
+        running = _attempts.c.finished_at.is_(None)
+        start = func.coalesce(_attempts.c.range_start, 0)
+        end = case(
+            (running, func.coalesce(_attempts.c.range_end + 1, start + _attempts.c.bytes_sent)),
+            else_=start + _attempts.c.bytes_sent,
+        )
         with self.engine.connect() as connection:
             found = connection.execute(
-                select(_attempts.c.id)
-                .where(
+                select(start, end, _attempts.c.started_at).where(
                     _attempts.c.issuance_id == issuance_id,
-                    _attempts.c.outcome.in_(counts.COUNTED),
-                    _attempts.c.started_at <= moment,
-                    _attempts.c.bytes_sent > 0,
+                    _attempts.c.outcome.in_((*counts.COUNTED, Outcome.ERROR)),
+                    counts.DOWNLOAD,
+                    or_(running, _attempts.c.bytes_sent > 0),
                 )
-                .limit(1)
-            ).first()
-        return found is not None
+            ).all()
+        spans = [(int(first), int(last)) for first, last, _ in found if last > first]
+        began = any(started <= moment and last > first for first, last, started in found)
+        return spans, began
 
 
 def _issuance_values(named: dict[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,16 @@
 """Deciding whether a download request may have the file: token, issuance, expiry, the file itself.
 
 The decision is taken once, when the request starts: a download that began in time finishes even if
-the link expires meanwhile. After expiry, a Range request that resumes (starts past byte 0) a
-download which had already started in time is still allowed for `resume_grace` seconds, because
-phones on bad lines drop connections.
+the link expires meanwhile. After expiry, for `resume_grace` seconds, a Range request may still
+fetch the bytes of the file that the link's earlier attempts have not delivered, once, if one of
+them began in time (`tempdl.links.resume`): phones on bad lines drop connections.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from tempdl.links import refusals
 from tempdl.links.catalog import Catalog, OfferedFile
 from tempdl.links.refusals import Refusal
 from tempdl.links.reservations import Hold, Reservations
+from tempdl.links.resume import GraceResumes, Span
 from tempdl.links.tokens import LinkSigner
 
 
@@ -31,6 +33,10 @@ def local_day_bounds(moment: datetime.datetime, zone: ZoneInfo) -> tuple[datetim
     start = datetime.datetime.combine(local_day, datetime.time(), zone)
     end = datetime.datetime.combine(local_day + datetime.timedelta(days=1), datetime.time(), zone)
     return start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
+
+
+def _expired(issuance: IssuanceRecord) -> Refused:
+    return Refused(refusals.EXPIRED, f"issuance {issuance.id} expired at {issuance.expires_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
 class Refused(Exception):
@@ -49,6 +55,7 @@ class Grant:
     path: Path
     stat: os.stat_result
     holds: list[Hold] = field(default_factory=list)  # bytes reserved until the download ends
+    resumes_expired: bool = False  # served under resume_grace: one resume of this link at a time
 
     def settle(self, length: int) -> None:
         """The answer is known: `length` body bytes at most (0 for no body)."""
@@ -67,11 +74,13 @@ class Gate:
         self.signer = signer
         self.catalog = catalog
         self.reservations = Reservations()  # bytes of running downloads, for the byte allowances
+        self.resumes = GraceResumes(audit)
 
-    async def admit(self, token: str, attempt: Attempt, *, resumes: bool) -> Grant:
+    async def admit(self, token: str, attempt: Attempt, *, span_of: Callable[[os.stat_result], Span | None]) -> Grant:
         """Return what may be served, or raise `Refused`; fills in the attempt's issuance and file.
 
-        `resumes` is true for a Range request that does not start at byte 0.
+        `span_of` gives the bytes the request asks for of the file as stat'ed (None: none of
+        it), which decides a resume after expiry.
         """
         now = attempt.started_at
         try:
@@ -88,16 +97,21 @@ class Gate:
         attempt.file_id = issuance.file_id
         if issuance.revoked_at is not None:
             raise Refused(refusals.REVOKED, f"issuance {issuance.id} revoked")
-        if now >= issuance.expires_at and not await self._may_resume(issuance, now, resumes):
-            raise Refused(
-                refusals.EXPIRED, f"issuance {issuance.id} expired at {issuance.expires_at:%Y-%m-%dT%H:%M:%SZ}"
-            )
+        expired = now >= issuance.expires_at
+        if expired and not GraceResumes.within_grace(issuance, now, self.settings.resume_grace):
+            raise _expired(issuance)
         offered = self.catalog.by_id(issuance.file_id)
         located = offered and self.catalog.locate(offered)
         if offered is None or located is None:
             raise Refused(refusals.NOT_FOUND, f"file {issuance.file_id!r} is not on offer or not on disk")
-        grant = Grant(issuance, offered, *located)
-        await self._check_limits(grant, attempt, now)
+        if expired and not await self.resumes.begin(issuance, span_of(located[1])):
+            raise _expired(issuance)
+        grant = Grant(issuance, offered, *located, resumes_expired=expired)
+        try:
+            await self._check_limits(grant, attempt, now)
+        except BaseException:
+            self.release(grant)
+            raise
         return grant
 
     async def _check_limits(self, grant: Grant, attempt: Attempt, now: datetime.datetime) -> None:
@@ -127,9 +141,5 @@ class Gate:
         for hold in grant.holds:
             self.reservations.release(hold)
         grant.holds.clear()
-
-    async def _may_resume(self, issuance: IssuanceRecord, now: datetime.datetime, resumes: bool) -> bool:
-        grace = self.settings.resume_grace
-        if not resumes or grace <= 0 or now >= issuance.expires_at + datetime.timedelta(seconds=grace):
-            return False
-        return await self.audit.run(self.audit.started_download_before, issuance.id, issuance.expires_at)
+        if grant.resumes_expired:
+            self.resumes.end(grant.issuance.id)

@@ -1,4 +1,4 @@
-"""Which bytes of a file a download request gets: Range, If-Range and resumes, decided without I/O.
+"""Which bytes of a file a download request gets: Range and If-Range, decided without I/O.
 
 A malformed or multi-range header is ignored (the whole file), so no request can make us send
 more bytes than the file has, and never a multipart body; a Range whose If-Range no longer
@@ -101,9 +101,3 @@ def if_range_matches(validator: str | None, *, etag: str | None, modified: datet
     except (TypeError, ValueError, OverflowError):  # OverflowError: an absurd zone offset
         return False
     return modified is not None and since == modified
-
-
-def resumes(range_header: str | None) -> bool:
-    """A Range that starts past byte 0: the rest of a download begun before (see `resume_grace`)."""
-    parsed = parse_range(range_header)
-    return bool(parsed and parsed[0] is not None and parsed[0] > 0)

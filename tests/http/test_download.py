@@ -266,6 +266,45 @@ async def test_resume_after_expiry_within_grace_only_for_a_started_download(fetc
     assert (await fetch(started, headers={"Range": "bytes=1000-"})).code == 410
 
 
+@pytest.mark.gen_test
+async def test_resume_grace_finishes_one_copy_and_no_more(fetch, issue_link, clock, files_dir, attempts):
+    content = (files_dir / "InstMsiW.exe").read_bytes()
+    path = await issue_link("InstMsiW.exe")
+    assert (await fetch(path, headers={"Range": "bytes=0-0"})).code == 206  # one byte, in time
+    clock.advance(600 + 60)
+    rest = await fetch(path, headers={"Range": "bytes=1-"})
+    assert rest.code == 206 and rest.body == content[1:]  # the copy is finished, once
+    for header in ("bytes=1-", "bytes=150000-", "bytes=-10", "bytes=0-0"):
+        assert (await fetch(path, headers={"Range": header})).code == 410, header  # no byte twice
+    assert (await fetch(path)).code == 410  # nor a fresh copy
+    rows = [(row["outcome"], row["http_status"], row["bytes_sent"]) for row in await attempts()]
+    assert rows[:2] == [("ok", 206, 1), ("ok", 206, BIG - 1)]
+    assert rows[2:] == [("expired", 410, 0)] * 5
+
+
+@pytest.mark.gen_test
+async def test_resume_grace_serves_only_bytes_not_yet_delivered(fetch, issue_link, clock, files_dir):
+    content = (files_dir / "InstMsiW.exe").read_bytes()
+    path = await issue_link("InstMsiW.exe")
+    assert (await fetch(path, headers={"Range": "bytes=0-99999"})).code == 206
+    assert (await fetch(path, headers={"Range": "bytes=200000-"})).code == 206  # a download manager's pieces
+    clock.advance(600 + 60)
+    assert (await fetch(path, headers={"Range": "bytes=100000-"})).code == 410  # overlaps 200000-
+    assert (await fetch(path, headers={"Range": "bytes=99999-199999"})).code == 410  # overlaps byte 99999
+    middle = await fetch(path, headers={"Range": "bytes=100000-199999"})
+    assert middle.code == 206 and middle.body == content[100_000:200_000]
+    assert (await fetch(path, headers={"Range": "bytes=100000-199999"})).code == 410
+
+
+@pytest.mark.gen_test
+async def test_two_resumes_at_once_after_expiry_get_one_copy(fetch, issue_link, clock):
+    path = await issue_link("InstMsiW.exe")
+    assert (await fetch(path, headers={"Range": "bytes=0-0"})).code == 206
+    clock.advance(600 + 60)
+    answers = await asyncio.gather(*(fetch(path, headers={"Range": "bytes=1-"}) for _ in range(5)))
+    assert sorted(answer.code for answer in answers) == [206, 410, 410, 410, 410]
+
+
 @pytest.mark.gen_test(timeout=20)
 async def test_client_that_disconnects_mid_file_leaves_partial_with_its_bytes(
     http_server, issue_link, http_port, files_dir, attempts

@@ -31,11 +31,20 @@ from tempdl.web.handlers.base import RefusalMixin, write_error_page
 from tempdl.web.inflight import InFlight
 from tempdl.web.previews import is_preview
 from tempdl.web.progress import ProgressNotes
-from tempdl.web.ranges import Span, requested_span, resumes, unsatisfiable_range
+from tempdl.web.ranges import Span, requested_span, unsatisfiable_range
 from tempdl.web.streaming import CHUNK_SIZE, ReadFailed, send_chunks, send_zero_copy, zero_copy_possible
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 
 log = logging.getLogger("tempdl.download")
+
+
+def strong_etag(stat: os.stat_result) -> str:
+    return f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+
+
+def whole_seconds_mtime(stat: os.stat_result) -> datetime.datetime:
+    """Whole seconds, as Tornado's own: HTTP dates carry no fractions."""
+    return datetime.datetime.fromtimestamp(int(stat.st_mtime), datetime.UTC)
 
 
 class DownloadHandler(RefusalMixin, StaticFileHandler):
@@ -109,7 +118,7 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
 
     async def _answer(self, token: str, include_body: bool) -> None:
         try:
-            self.grant = await self.gate.admit(token, self.attempt, resumes=resumes(self.request.headers.get("Range")))
+            self.grant = await self.gate.admit(token, self.attempt, span_of=self._span_of)
             self.path = self.grant.offered.path
             if is_preview(self.request.headers):
                 await self._show_landing_page()
@@ -287,6 +296,17 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             modified=self.modified,
         )
 
+    def _span_of(self, stat: os.stat_result) -> Span | None:
+        """What `_requested_span` will say of the file as stat'ed, before the answer is begun."""
+        headers = self.request.headers
+        return requested_span(
+            headers.get("Range"),
+            stat.st_size,
+            if_range=headers.get("If-Range"),
+            etag=strong_etag(stat),
+            modified=whole_seconds_mtime(stat),
+        )
+
     # --- StaticFileHandler hooks ---------------------------------------------------------------
 
     def compute_etag(self) -> str | None:
@@ -294,17 +314,13 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
 
         None unless the answer is the file itself: a landing page or a handover to nginx has none.
         """
-        stat = self.served_stat
-        if stat is None:
-            return None
-        return f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+        return None if self.served_stat is None else strong_etag(self.served_stat)
 
     def get_content_size(self) -> int:
         return self.grant.size
 
     def get_modified_time(self) -> datetime.datetime | None:
-        """Whole seconds, as Tornado's own: HTTP dates carry no fractions."""
-        return datetime.datetime.fromtimestamp(int(self.grant.stat.st_mtime), datetime.UTC)
+        return whole_seconds_mtime(self.grant.stat)
 
     def get_cache_time(self, path: str, modified: datetime.datetime | None, mime_type: str) -> int:
         return 0

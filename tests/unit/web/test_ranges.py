@@ -1,4 +1,4 @@
-"""Range, If-Range and resume decisions, without a server."""
+"""Range and If-Range decisions, without a server."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from tempdl.web.ranges import Span, if_range_matches, parse_range, requested_span, resumes, unsatisfiable_range
+from tempdl.web.ranges import Span, if_range_matches, parse_range, requested_span, unsatisfiable_range
 
 SIZE = 1000
 ETAG = '"1a-3e8-5f"'
@@ -105,20 +105,3 @@ def test_if_range_without_validators_of_the_file_never_matches():
     assert if_range_matches(None, etag=None, modified=None)
     assert not if_range_matches(ETAG, etag=None, modified=None)
     assert not if_range_matches(MODIFIED_HTTP, etag=ETAG, modified=None)
-
-
-@pytest.mark.parametrize(
-    "header, expected",
-    [
-        ("bytes=1000-", True),
-        ("bytes=1-5", True),
-        ("bytes=0-", False),
-        ("bytes=0-999", False),
-        ("bytes=-500", False),  # the tail of a file is not a resume
-        ("bytes=abc", False),
-        ("", False),
-        (None, False),
-    ],
-)
-def test_resumes(header, expected):
-    assert resumes(header) is expected
