@@ -21,6 +21,7 @@ from tempdl.config.settings import Settings
 from tempdl.errors import LinkInvalid
 from tempdl.links import refusals
 from tempdl.links.catalog import Catalog, OfferedFile
+from tempdl.links.digests import FileDigests
 from tempdl.links.refusals import Refusal
 from tempdl.links.reservations import Hold, Reservations
 from tempdl.links.resume import GraceResumes, Span
@@ -75,6 +76,7 @@ class Gate:
         self.catalog = catalog
         self.reservations = Reservations()  # bytes of running downloads, for the byte allowances
         self.resumes = GraceResumes(audit)
+        self.digests = FileDigests()  # SHA-256 per file version, for the landing page and Repr-Digest
 
     async def admit(self, token: str, attempt: Attempt, *, span_of: Callable[[os.stat_result], Span | None]) -> Grant:
         """Return what may be served, or raise `Refused`; fills in the attempt's issuance and file.

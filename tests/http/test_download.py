@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import socket
@@ -264,6 +266,28 @@ async def test_resume_after_expiry_within_grace_only_for_a_started_download(fetc
     assert (await fetch(never_started, headers={"Range": "bytes=1000-"})).code == 410
     clock.advance(3600)
     assert (await fetch(started, headers={"Range": "bytes=1000-"})).code == 410
+
+
+@pytest.mark.gen_test
+async def test_landing_page_and_repr_digest_carry_the_files_sha256(fetch, issue_link, files_dir):
+    path = await issue_link("InstMsiW.exe")
+    wechat = {"User-Agent": "Mozilla/5.0 (iPhone) MicroMessenger/8.0.47"}
+    content = (files_dir / "InstMsiW.exe").read_bytes()
+    first = await fetch(path)
+    assert first.code == 200 and "Repr-Digest" not in first.headers  # not known yet: now computing
+    page = (await fetch(path, headers=wechat)).body.decode()
+    assert hashlib.sha256(content).hexdigest() in page and "300,000" in page
+    whole = await fetch(path)
+    assert whole.headers["Repr-Digest"] == f"sha-256=:{base64.b64encode(hashlib.sha256(content).digest()).decode()}:"
+    assert (await fetch(path, method="HEAD")).headers["Repr-Digest"] == whole.headers["Repr-Digest"]
+    assert "Repr-Digest" not in (await fetch(path, headers={"Range": "bytes=0-9"})).headers  # a part: none
+    # A new version of the file is hashed afresh, never served with the old digest.
+    (files_dir / "InstMsiW.exe").write_bytes(b"version two")
+    os.utime(files_dir / "InstMsiW.exe", (2, 2))
+    assert "Repr-Digest" not in (await fetch(path)).headers
+    page = (await fetch(path, headers=wechat)).body.decode()
+    assert hashlib.sha256(b"version two").hexdigest() in page
+    assert hashlib.sha256(content).hexdigest() not in page
 
 
 @pytest.mark.gen_test

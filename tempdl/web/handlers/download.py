@@ -9,6 +9,7 @@ bytes, counted).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import os
@@ -22,6 +23,7 @@ from tempdl.audit.records import Attempt, Outcome
 from tempdl.errors import AuditUnavailable
 from tempdl.links import refusals
 from tempdl.links.access import Gate, Grant, Refused
+from tempdl.links.digests import repr_digest
 from tempdl.reports.formats import human_bytes
 from tempdl.timeutil import Clock, duration_text
 from tempdl.web.access_log import quoted
@@ -36,6 +38,8 @@ from tempdl.web.streaming import CHUNK_SIZE, ReadFailed, send_chunks, send_zero_
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 
 log = logging.getLogger("tempdl.download")
+
+LANDING_DIGEST_WAIT = 2.0  # seconds the landing page waits for a file's first SHA-256, then goes without
 
 
 def strong_etag(stat: os.stat_result) -> str:
@@ -161,6 +165,8 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         if not span.is_whole(size):
             self.set_status(206)
             self.set_header("Content-Range", span.content_range(size))
+        else:
+            self._set_repr_digest()
         self.set_header("Content-Length", span.length)
         self.attempt.range_start, self.attempt.range_end = span.start, (span.end - 1 if span.length else None)
         if not include_body:
@@ -296,6 +302,16 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             modified=self.modified,
         )
 
+    def _set_repr_digest(self) -> None:
+        """RFC 9530's `Repr-Digest` on a whole-file answer, once the file's digest is known; the
+        first download of a version sets it computing, for the answers after it."""
+        digests, grant = self.gate.digests, self.grant
+        digest = digests.known(grant.path, grant.stat)
+        if digest is None:
+            digests.compute(grant.path, grant.stat)
+        else:
+            self.set_header("Repr-Digest", repr_digest(digest))
+
     def _span_of(self, stat: os.stat_result) -> Span | None:
         """What `_requested_span` will say of the file as stat'ed, before the answer is begun."""
         headers = self.request.headers
@@ -347,16 +363,28 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         if self.request.method != "HEAD":
+            digest = await self._digest_for_landing_page()
             self.write(
                 self.render_string(
                     "landing.html",
                     name=grant.offered.name,
                     size=human_bytes(grant.size),
+                    size_bytes=f"{grant.size:,}",
+                    sha256=digest.hex() if digest else None,
                     remaining_zh=remaining_zh,
                     remaining_en=remaining_en,
                 )
             )
         await self.row.record(Outcome.LANDING, self.get_status())
+
+    async def _digest_for_landing_page(self) -> bytes | None:
+        """The file's SHA-256, waited for a moment the first time; a huge file's page goes without
+        it rather than keep a follower waiting (it is there on the next visit)."""
+        computing = self.gate.digests.compute(self.grant.path, self.grant.stat)
+        try:
+            return await asyncio.wait_for(asyncio.shield(computing), LANDING_DIGEST_WAIT)
+        except TimeoutError:
+            return None
 
     async def _refuse(self, refusal: refusals.Refusal) -> None:
         self.write_refusal(refusal)
