@@ -31,11 +31,13 @@ from pathlib import Path
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import RequestHandler
 
+from tempdl.web.pace import ReadingPace
 from tempdl.web.throttle import RateLimiter
 
 CHUNK_SIZE = 64 * 1024
 SENDFILE_BLOCK = 1024 * 1024  # per call, then the other requests get a turn (a call takes ~0.3 ms)
 STALLED_CLIENT_TIMEOUT = 60.0  # seconds a client may read nothing before we give up on it
+LOOK_INTERVAL = 1.0  # seconds between looks at the client while we wait for it
 
 
 CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED})
@@ -85,6 +87,7 @@ async def send_chunks(
     body_start: int | None = None
     queued = 0
     failure = ""
+    pace = ReadingPace()
     with _opened(source) as descriptor:
         try:
             while queued < length and not stream.closed():
@@ -105,7 +108,7 @@ async def send_chunks(
                     # Whatever the flush queued (headers, maybe), this chunk was queued last.
                     body_start = stream._total_write_index - len(chunk)
                 queued += len(chunk)
-                await _flushed_or_stalled(flushed, stream)
+                await _flushed_or_stalled(flushed, stream, pace)
                 progress(queued)
         except StreamClosedError:
             pass
@@ -156,12 +159,13 @@ async def _sendfile_span(
     socket_fd = os.dup(stream.socket.fileno())
     sent = 0
     failure = ""
+    pace = ReadingPace()
     try:
         while sent < length and not stream.closed():
             try:
                 count = os.sendfile(socket_fd, descriptor, start + sent, min(SENDFILE_BLOCK, length - sent))
             except BlockingIOError:
-                if not await _writable(socket_fd, stream):
+                if not await _writable(socket_fd, stream, pace, lambda handed=sent: handed):
                     break
                 continue
             except OSError as error:
@@ -186,51 +190,59 @@ async def _sendfile_span(
     return sent
 
 
-async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream) -> None:
-    """Wait for a flush; a client that reads nothing for STALLED_CLIENT_TIMEOUT is disconnected.
+async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream, pace: ReadingPace) -> None:
+    """Wait for a flush; a client that reads nothing for STALLED_CLIENT_TIMEOUT, or too little
+    (`tempdl.web.pace`), is disconnected.
 
     Without this, a client that never reads would hold its connection (and a download slot)
     forever; memory stays bounded either way, since we write one chunk at a time.
     """
     if isinstance(flushed, asyncio.Future) and flushed.done():
         return flushed.result()  # the kernel took it all at once (small files): nothing to watch
-    if not await _wait_unless_stalled(asyncio.ensure_future(flushed), stream):
+    # Tornado keeps handing bytes to the kernel while we wait: its count is read at each look.
+    if not await _wait_unless_stalled(
+        asyncio.ensure_future(flushed), stream, pace, lambda: stream._total_write_done_index
+    ):
         stream.close()
         raise StreamClosedError()
 
 
-async def _writable(fd: int, stream: IOStream) -> bool:
+async def _writable(fd: int, stream: IOStream, pace: ReadingPace, handed: Callable[[], int]) -> bool:
     """Wait until the socket takes more bytes; False when the client stalls or the stream closed."""
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     loop.add_writer(fd, _resolve, ready)
     try:
-        return await _wait_unless_stalled(ready, stream)
+        return await _wait_unless_stalled(ready, stream, pace, handed)
     finally:
         loop.remove_writer(fd)
 
 
-async def _wait_unless_stalled(future: asyncio.Future, stream: IOStream) -> bool:
-    """Wait for `future`; False once the stream closed or the client stopped reading.
+async def _wait_unless_stalled(
+    future: asyncio.Future, stream: IOStream, pace: ReadingPace, handed: Callable[[], int]
+) -> bool:
+    """Wait for `future`; False once the stream closed or the client stopped reading, or reads
+    below the floor of `pace`.
 
     "Stopped reading" means the kernel's send queue did not shrink for STALLED_CLIENT_TIMEOUT
-    seconds: a slow phone still drains it, if only a little, and is never cut off. Checked once
-    a second, which also notices a stream Tornado closed (shutdown, idle timeout) while our
-    duplicated descriptor kept the socket open.
+    seconds. What the client took is what was `handed` to the kernel less what still waits in
+    its queue. Looked at every LOOK_INTERVAL, which also notices a stream Tornado closed
+    (shutdown, idle timeout) while our duplicated descriptor kept the socket open.
     """
     still_for = 0.0
     queued = _unsent_bytes(stream)
     while True:
         try:
-            await asyncio.wait_for(asyncio.shield(future), 1.0)
+            await asyncio.wait_for(asyncio.shield(future), LOOK_INTERVAL)
             return True
         except TimeoutError:
             if stream.closed():
                 return False
             now_queued = _unsent_bytes(stream)
-            still_for = 0.0 if now_queued is not None and queued is not None and now_queued < queued else still_for + 1
+            shrank = now_queued is not None and queued is not None and now_queued < queued
+            still_for = 0.0 if shrank else still_for + LOOK_INTERVAL
             queued = now_queued
-            if still_for >= STALLED_CLIENT_TIMEOUT:
+            if still_for >= STALLED_CLIENT_TIMEOUT or pace.too_slow(handed() - (now_queued or 0)):
                 return False
 
 

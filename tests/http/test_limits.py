@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 
 import pytest
 
 from tempdl.app import make_app
 from tempdl.reports.stats import Period, build_report, metrics_snapshot
+from tempdl.web import pace, streaming
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 from tests.support import rows
 
@@ -153,3 +156,43 @@ async def test_parallel_downloads_overshoot_the_daily_bytes_by_one_file_at_most(
     assert sum(len(answer.body) for answer in served) < 1048576 + size
     found = await audit_rows("SELECT outcome, bytes_sent FROM download_attempts WHERE http_status = 200")
     assert sum(row["bytes_sent"] for row in found) == len(served) * size
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize(
+    "config_text",
+    [
+        "sendfile = true\n[limits]\nmax_concurrent_downloads = 1\n",
+        "sendfile = false\n[limits]\nmax_concurrent_downloads = 1\n",
+    ],
+    ids=["zero-copy", "chunks"],
+)
+async def test_a_reader_below_the_floor_is_cut_and_frees_its_slot(
+    http_port, http_server, fetch, issue_link, files_dir, audit_rows, app_state, monkeypatch
+):
+    # The floor and its window, scaled down: 10 MB/s over 2 s instead of 4 KB/s over 30 s.
+    monkeypatch.setattr(pace, "SLOW_READER_FLOOR", 10_000_000)
+    monkeypatch.setattr(pace, "SLOW_READER_WINDOW", 2.0)
+    monkeypatch.setattr(streaming, "LOOK_INTERVAL", 0.1)
+    content = os.urandom(32 * 1024 * 1024)
+    (files_dir / "InstMsiW.exe").write_bytes(content)
+    path = await issue_link("InstMsiW.exe")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", http_port))
+    slow.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=slow)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await reader.readuntil(b"\r\n\r\n")
+    assert (await fetch(path)).code == 503  # the slow reader holds the only slot
+    body = b""
+    while app_state.downloads_streaming and len(body) < 8 * 1024 * 1024:  # until the server lets go
+        body += await reader.read(4096)  # ~80 KB/s: far below the floor
+        await asyncio.sleep(0.05)
+    body += await reader.read()  # what the kernel still held for us, then the end of the stream
+    writer.close()
+    assert len(body) < 8 * 1024 * 1024 and body == content[: len(body)]
+    [row] = await audit_rows("SELECT outcome, bytes_sent FROM download_attempts WHERE http_status = 200")
+    assert (row["outcome"], row["bytes_sent"]) == ("partial", len(body))
+    fast = await fetch(path)
+    assert fast.code == 200 and fast.body == content  # the slot is free again
