@@ -12,9 +12,10 @@ So each report reads a covering index (migration 0002) in the order it groups by
 - recipients live on issuances: attempts are summed per issuance over `(issuance_id, outcome,
   started_at, bytes_sent)`, then joined to their issuance by primary key and summed per recipient.
 
-HEAD requests are not downloads: they are left out of every figure here (they stay in the recent
-attempts list, which is a log). Their `method` column is not in the covering indexes (adding it
-would take a migration), so the scans above also read each row's `method`.
+HEAD requests are not downloads: an `ok` that sent no byte (a HEAD, or a file of no bytes, which
+no download cap counts either) is left out of every figure here; it stays in the recent attempts
+list, which is a log. That is judged from `outcome` and `bytes_sent`, which every covering index
+holds: `method` is not in them, and reading it would make each scan visit the table.
 
 Attempts belong to the period in which they started, issuances to the one in which they were
 created. `-` stands for "none": an attempt whose link could not be read has no file or recipient.
@@ -28,13 +29,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, Select, bindparam, exists, func, literal, select
+from sqlalchemy import Connection, Engine, Select, bindparam, exists, func, literal, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from tempdl.audit.counts import DOWNLOAD
 from tempdl.audit.records import Outcome
 from tempdl.audit.tables import DownloadAttempt, Issuance
 
@@ -202,6 +202,9 @@ class MetricsSnapshot:
 # --- the queries -------------------------------------------------------------------------------
 
 _Cube = list[tuple[str, str, int, int]]  # (file key, outcome, attempts, bytes)
+
+DOWNLOAD = or_(_attempts.c.outcome != Outcome.OK, _attempts.c.bytes_sent > 0)
+"""Attempts the reports count: all but an `ok` that sent nothing (a HEAD)."""
 
 
 def _attempt_figures(*keys: ColumnElement) -> Select:
