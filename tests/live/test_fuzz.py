@@ -52,7 +52,7 @@ OUTCOMES_BY_STATUS = {
     403: {"bad"},
     404: {"not_found"},
     410: {"expired", "revoked", "limited"},
-    416: {"bad"},
+    416: {"unsatisfiable"},  # a Range past the end (SPEC); "bad" is a token we did not sign
     429: {"limited"},
     503: {"limited"},
 }
