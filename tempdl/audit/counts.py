@@ -16,6 +16,9 @@ from tempdl.audit.statements import attempts as _attempts
 COUNTED = (Outcome.OK, Outcome.PARTIAL)
 """Outcomes whose bytes count as downloaded."""
 
+DOWNLOAD = func.coalesce(_attempts.c.method, "GET") != "HEAD"
+"""A row of a GET: a HEAD never counts as a download (NULL is a GET, on rows older than 0003)."""
+
 
 def completed_downloads(connection: Connection, issuance_id: int, file_size: int) -> int:
     """Complete downloads of a link: all the body bytes it sent, in whole files.
@@ -25,7 +28,7 @@ def completed_downloads(connection: Connection, issuance_id: int, file_size: int
     """
     sent = connection.execute(
         select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0)).where(
-            _attempts.c.issuance_id == issuance_id, _attempts.c.outcome.in_(COUNTED)
+            _attempts.c.issuance_id == issuance_id, _attempts.c.outcome.in_(COUNTED), DOWNLOAD
         )
     ).scalar_one()
     return int(sent) // file_size if file_size > 0 else 0
@@ -57,7 +60,7 @@ def downloads_claimed(connection: Connection, attempt: Attempt, file_size: int) 
                 0,
             ),
             func.coalesce(func.sum(case((overlapping, 1), else_=0)), 0),
-        ).where(_attempts.c.issuance_id == attempt.issuance_id)
+        ).where(_attempts.c.issuance_id == attempt.issuance_id, DOWNLOAD)
     ).one()
     return (int(settled) // file_size if file_size > 0 else 0) + int(running_here)
 

@@ -11,7 +11,20 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, CursorResult, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from tempdl.audit import counts, statements
 from tempdl.audit.records import Attempt, IssuanceRecord, Outcome
@@ -290,30 +303,51 @@ class AuditLog(AuditRunner):
         with self.engine.connect() as connection:
             return counts.completed_downloads(connection, issuance_id, file_size)
 
-    def recipient_bytes_since(self, recipient: str, since: datetime.datetime) -> int:
-        """Body bytes sent on all links of one recipient since a moment (the daily allowance)."""
+    def recipient_bytes_since(self, recipient: str, since: datetime.datetime, *, held_here: Sequence[int] = ()) -> int:
+        """Body bytes of one recipient's downloads since a moment (the daily allowance).
+
+        A finished row counts what it sent; a row still open counts the bytes it asked for, as
+        they may all go out (see `tempdl.links.reservations`), unless its id is in `held_here`:
+        the caller counts those itself.
+        """
+        running = _attempts.c.finished_at.is_(None)
+        asked = func.coalesce(_attempts.c.range_end - _attempts.c.range_start + 1, _attempts.c.bytes_sent)
+        counted = case((running, asked), else_=_attempts.c.bytes_sent)
+        conditions = [_issuances.c.recipient == recipient, _attempts.c.started_at >= since, counts.DOWNLOAD]
+        if held_here:
+            conditions.append(~and_(running, _attempts.c.id.in_(held_here)))
         with self.engine.connect() as connection:
             total: int = connection.execute(
-                select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0))
+                select(func.coalesce(func.sum(counted), 0))
                 .select_from(_attempts.join(_issuances, _attempts.c.issuance_id == _issuances.c.id))
-                .where(_issuances.c.recipient == recipient, _attempts.c.started_at >= since)
+                .where(*conditions)
             ).scalar_one()
         return int(total)
 
-    def started_download_before(self, issuance_id: int, moment: datetime.datetime) -> bool:
-        """Whether bytes of this link started flowing before `moment` (resume after expiry)."""
+    def delivered_spans(self, issuance_id: int, moment: datetime.datetime) -> tuple[list[tuple[int, int]], bool]:
+        """The byte spans a link's downloads delivered, or are delivering (as much as they asked
+        for), and whether any of them started sending by `moment` (resume after expiry).
+
+        A download that failed (`error`) still delivered its bytes.
+        """
+        running = _attempts.c.finished_at.is_(None)
+        start = func.coalesce(_attempts.c.range_start, 0)
+        end = case(
+            (running, func.coalesce(_attempts.c.range_end + 1, start + _attempts.c.bytes_sent)),
+            else_=start + _attempts.c.bytes_sent,
+        )
         with self.engine.connect() as connection:
             found = connection.execute(
-                select(_attempts.c.id)
-                .where(
+                select(start, end, _attempts.c.started_at).where(
                     _attempts.c.issuance_id == issuance_id,
-                    _attempts.c.outcome.in_(counts.COUNTED),
-                    _attempts.c.started_at <= moment,
-                    _attempts.c.bytes_sent > 0,
+                    _attempts.c.outcome.in_((*counts.COUNTED, Outcome.ERROR)),
+                    counts.DOWNLOAD,
+                    or_(running, _attempts.c.bytes_sent > 0),
                 )
-                .limit(1)
-            ).first()
-        return found is not None
+            ).all()
+        spans = [(int(first), int(last)) for first, last, _ in found if last > first]
+        began = any(started <= moment and last > first for first, last, started in found)
+        return spans, began
 
 
 def _issuance_values(named: dict[str, Any]) -> dict[str, Any]:

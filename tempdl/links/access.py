@@ -1,16 +1,17 @@
 """Deciding whether a download request may have the file: token, issuance, expiry, the file itself.
 
 The decision is taken once, when the request starts: a download that began in time finishes even if
-the link expires meanwhile. After expiry, a Range request that resumes (starts past byte 0) a
-download which had already started in time is still allowed for `resume_grace` seconds, because
-phones on bad lines drop connections.
+the link expires meanwhile. After expiry, for `resume_grace` seconds, a Range request may still
+fetch the bytes of the file that the link's earlier attempts have not delivered, once, if one of
+them began in time (`tempdl.links.resume`): phones on bad lines drop connections.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tempdl.audit.log import AuditLog
@@ -20,8 +21,15 @@ from tempdl.errors import LinkInvalid, TrafficBudgetSpent
 from tempdl.links import refusals
 from tempdl.links.budget import TrafficBudget, local_day_bounds
 from tempdl.links.catalog import Catalog, OfferedFile
+from tempdl.links.digests import FileDigests
 from tempdl.links.refusals import Refusal
+from tempdl.links.reservations import Hold, Reservations
+from tempdl.links.resume import GraceResumes, Span
 from tempdl.links.tokens import LinkSigner
+
+
+def _expired(issuance: IssuanceRecord) -> Refused:
+    return Refused(refusals.EXPIRED, f"issuance {issuance.id} expired at {issuance.expires_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
 class Refused(Exception):
@@ -39,6 +47,13 @@ class Grant:
     offered: OfferedFile
     path: Path
     stat: os.stat_result
+    holds: list[Hold] = field(default_factory=list)  # bytes reserved until the download ends
+    resumes_expired: bool = False  # served under resume_grace: one resume of this link at a time
+
+    def settle(self, length: int) -> None:
+        """The answer is known: `length` body bytes at most (0 for no body)."""
+        for hold in self.holds:
+            hold.length = length
 
     @property
     def size(self) -> int:
@@ -52,11 +67,15 @@ class Gate:
         self.signer = signer
         self.catalog = catalog
         self.budget = TrafficBudget(settings.limits, settings.zone, audit)
+        self.reservations = Reservations()  # bytes of running downloads, for the byte allowances
+        self.resumes = GraceResumes(audit)
+        self.digests = FileDigests()  # SHA-256 per file version, for the landing page and Repr-Digest
 
-    async def admit(self, token: str, attempt: Attempt, *, resumes: bool) -> Grant:
+    async def admit(self, token: str, attempt: Attempt, *, span_of: Callable[[os.stat_result], Span | None]) -> Grant:
         """Return what may be served, or raise `Refused`; fills in the attempt's issuance and file.
 
-        `resumes` is true for a Range request that does not start at byte 0.
+        `span_of` gives the bytes the request asks for of the file as stat'ed (None: none of
+        it), which decides a resume after expiry.
         """
         now = attempt.started_at
         try:
@@ -73,19 +92,24 @@ class Gate:
         attempt.file_id = issuance.file_id
         if issuance.revoked_at is not None:
             raise Refused(refusals.REVOKED, f"issuance {issuance.id} revoked")
-        if now >= issuance.expires_at and not await self._may_resume(issuance, now, resumes):
-            raise Refused(
-                refusals.EXPIRED, f"issuance {issuance.id} expired at {issuance.expires_at:%Y-%m-%dT%H:%M:%SZ}"
-            )
+        expired = now >= issuance.expires_at
+        if expired and not GraceResumes.within_grace(issuance, now, self.settings.resume_grace):
+            raise _expired(issuance)
         offered = self.catalog.by_id(issuance.file_id)
         located = offered and self.catalog.locate(offered)
         if offered is None or located is None:
             raise Refused(refusals.NOT_FOUND, f"file {issuance.file_id!r} is not on offer or not on disk")
-        grant = Grant(issuance, offered, *located)
-        await self._check_limits(grant, now)
+        if expired and not await self.resumes.begin(issuance, span_of(located[1])):
+            raise _expired(issuance)
+        grant = Grant(issuance, offered, *located, resumes_expired=expired)
+        try:
+            await self._check_limits(grant, attempt, now)
+        except BaseException:
+            self.release(grant)
+            raise
         return grant
 
-    async def _check_limits(self, grant: Grant, now: datetime.datetime) -> None:
+    async def _check_limits(self, grant: Grant, attempt: Attempt, now: datetime.datetime) -> None:
         """The counted limits, read from the database so they hold across restarts."""
         issuance = grant.issuance
         if issuance.max_downloads:
@@ -94,19 +118,28 @@ class Gate:
                 raise Refused(refusals.USED_UP, f"issuance {issuance.id}: {completed} complete downloads")
         allowance = self.settings.limits.recipient_daily_bytes
         if allowance and issuance.recipient:
+            key = ("recipient", issuance.recipient)
             day_start, day_end = local_day_bounds(now, self.settings.zone)
-            used = await self.audit.run(self.audit.recipient_bytes_since, issuance.recipient, day_start)
+            before = self.reservations.snapshot(key)
+            used = await self.audit.run(
+                self.audit.recipient_bytes_since, issuance.recipient, day_start, held_here=before.open_rows
+            )
+            # From here to the hold, nothing is awaited: the check and the hold are one step.
+            used += self.reservations.held_since(before, key)
             if used >= allowance:
                 retry_after = max(1, int((day_end - now).total_seconds()))
                 raise Refused(replace(refusals.QUOTA, retry_after=retry_after), f"recipient used {used} bytes today")
+            grant.holds.append(self.reservations.hold(key, attempt, grant.size))
         try:
             await self.budget.check(now)
         except TrafficBudgetSpent as spent:
             retry_after = max(1, int((spent.retry_at - now).total_seconds()))
             raise Refused(replace(refusals.BUDGET_SPENT, retry_after=retry_after), str(spent)) from None
 
-    async def _may_resume(self, issuance: IssuanceRecord, now: datetime.datetime, resumes: bool) -> bool:
-        grace = self.settings.resume_grace
-        if not resumes or grace <= 0 or now >= issuance.expires_at + datetime.timedelta(seconds=grace):
-            return False
-        return await self.audit.run(self.audit.started_download_before, issuance.id, issuance.expires_at)
+    def release(self, grant: Grant) -> None:
+        """The download of `grant` ended and its row holds the real bytes: its holds are spent."""
+        for hold in grant.holds:
+            self.reservations.release(hold)
+        grant.holds.clear()
+        if grant.resumes_expired:
+            self.resumes.end(grant.issuance.id)

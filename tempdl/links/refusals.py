@@ -84,6 +84,13 @@ NOT_FOUND = Refusal(
     "此文件已不再提供。",
     "This file is no longer on offer.",
 )
+UNREADABLE = Refusal(
+    "unreadable",
+    500,
+    Outcome.ERROR,  # the server's fault, not the link's: it never uses up a download
+    "服务器暂时无法读取此文件，请稍后再试。",
+    "The server cannot read this file right now; please try again later.",
+)
 UNAVAILABLE = Refusal(
     "unavailable",
     503,

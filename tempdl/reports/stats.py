@@ -12,6 +12,11 @@ So each report reads a covering index (migration 0002) in the order it groups by
 - recipients live on issuances: attempts are summed per issuance over `(issuance_id, outcome,
   started_at, bytes_sent)`, then joined to their issuance by primary key and summed per recipient.
 
+HEAD requests are not downloads: an `ok` that sent no byte (a HEAD, or a file of no bytes, which
+no download cap counts either) is left out of every figure here; it stays in the recent attempts
+list, which is a log. That is judged from `outcome` and `bytes_sent`, which every covering index
+holds: `method` is not in them, and reading it would make each scan visit the table.
+
 Attempts belong to the period in which they started, issuances to the one in which they were
 created. `-` stands for "none": an attempt whose link could not be read has no file or recipient.
 """
@@ -24,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, Select, bindparam, exists, func, literal, select
+from sqlalchemy import Connection, Engine, Select, bindparam, exists, func, literal, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -198,6 +203,9 @@ class MetricsSnapshot:
 
 _Cube = list[tuple[str, str, int, int]]  # (file key, outcome, attempts, bytes)
 
+DOWNLOAD = or_(_attempts.c.outcome != Outcome.OK, _attempts.c.bytes_sent > 0)
+"""Attempts the reports count: all but an `ok` that sent nothing (a HEAD)."""
+
 
 def _attempt_figures(*keys: ColumnElement) -> Select:
     """SELECT keys..., attempts, ok, partial, refused, bytes_sent FROM download_attempts."""
@@ -212,7 +220,7 @@ def _attempt_figures(*keys: ColumnElement) -> Select:
         count_of(Outcome.PARTIAL).label("partial"),
         count_of(*REFUSED_OUTCOMES).label("refused"),
         func.coalesce(func.sum(_attempts.c.bytes_sent), 0).label("bytes_sent"),
-    )
+    ).where(DOWNLOAD)
 
 
 def _attempt_cube(connection: Connection, period: Period) -> _Cube:
@@ -224,7 +232,7 @@ def _attempt_cube(connection: Connection, period: Period) -> _Cube:
             func.count(),
             func.coalesce(func.sum(_attempts.c.bytes_sent), 0),
         )
-        .where(*period.where(_Unindexed(_attempts.c.started_at)))
+        .where(*period.where(_Unindexed(_attempts.c.started_at)), DOWNLOAD)
         .group_by(_attempts.c.file_id, _attempts.c.outcome)
     )
     return [(key, outcome, count, int(sent)) for key, outcome, count, sent in connection.execute(query)]
@@ -242,7 +250,7 @@ def _totals(connection: Connection, period: Period, cube: _Cube) -> Totals:
     recipients = connection.execute(select(func.count()).select_from(per_recipient.subquery())).scalar_one()
     downloaded = exists(
         select(_attempts.c.issuance_id).where(
-            _attempts.c.issuance_id == _issuances.c.id, _attempts.c.outcome == Outcome.OK
+            _attempts.c.issuance_id == _issuances.c.id, _attempts.c.outcome == Outcome.OK, DOWNLOAD
         )
     )
     unused = connection.execute(

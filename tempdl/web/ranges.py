@@ -1,20 +1,42 @@
-"""Which bytes of a file a download request gets: Range, If-Range and resumes, decided without I/O.
+"""Which bytes of a file a download request gets: Range and If-Range, decided without I/O.
 
 A malformed or multi-range header is ignored (the whole file), so no request can make us send
 more bytes than the file has, and never a multipart body; a Range whose If-Range no longer
 matches the file is ignored too, so a resumed download never splices two versions together.
 
-The header is parsed by Tornado's own `httputil._parse_request_range` (private, but the parser
-`StaticFileHandler` uses, so both read a Range header alike; tornado is pinned below 7).
+The header is parsed strictly by RFC 9110's grammar (section 14.1.1: `bytes=`, then digits only),
+not by Tornado's `httputil._parse_request_range`, which reads numbers with `int()` and so takes
+`bytes=--5`, `bytes=1_0-2_0` or `bytes=+5-+9` as ranges. Anything outside the grammar is ignored
+like any other malformed Range: the whole file, as RFC 9110 section 14.2 allows. A range whose last
+byte comes before its first stays a 416, as it always was here.
 """
 
 from __future__ import annotations
 
 import datetime
 import email.utils
+import re
 from typing import NamedTuple
 
-from tornado import httputil
+_BYTE_RANGE = re.compile(r"bytes=(?:([0-9]+)-([0-9]*)|-([0-9]+))", re.ASCII | re.IGNORECASE)
+"""One `int-range` or `suffix-range` of RFC 9110 (the unit is case-insensitive; the header's
+surrounding white space is already gone, HTTP strips it from field values). Several ranges are
+not served (no multipart answers), so a list never matches."""
+
+
+def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
+    """`(start, end)` as Tornado's parser gives them, or None for no valid single byte range.
+
+    `start` is negative for a suffix (the last `-start` bytes, `end` None); `end` is exclusive,
+    None for "to the end".
+    """
+    matched = _BYTE_RANGE.fullmatch((header or "").strip(" \t"))
+    if matched is None:
+        return None
+    first, last, suffix = matched.groups()
+    if suffix is not None:
+        return (-int(suffix), None) if int(suffix) else (None, 0)  # `-0`: no bytes at all, a 416
+    return int(first), (int(last) + 1 if last else None)
 
 
 class Span(NamedTuple):
@@ -54,7 +76,7 @@ def requested_span(
     """
     if not range_header or not if_range_matches(if_range, etag=etag, modified=modified):
         return Span(0, size)
-    parsed = httputil._parse_request_range(range_header)
+    parsed = parse_range(range_header)
     if parsed is None:
         return Span(0, size)
     start, end = parsed
@@ -79,9 +101,3 @@ def if_range_matches(validator: str | None, *, etag: str | None, modified: datet
     except (TypeError, ValueError, OverflowError):  # OverflowError: an absurd zone offset
         return False
     return modified is not None and since == modified
-
-
-def resumes(range_header: str | None) -> bool:
-    """A Range that starts past byte 0: the rest of a download begun before (see `resume_grace`)."""
-    parsed = httputil._parse_request_range(range_header or "")
-    return bool(parsed and parsed[0] is not None and parsed[0] > 0)

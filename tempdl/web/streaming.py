@@ -7,6 +7,9 @@ Two paths, same bytes:
   `os.sendfile`: no bytes pass through Python, which is what makes large downloads as cheap as
   nginx's. Plain-HTTP sockets only.
 
+A file that cannot be read to the end (an I/O error, or it shrank since it was stat'ed) raises
+`ReadFailed` with the body bytes that went out, so the download is recorded as `error`, never `ok`.
+
 `bytes_sent` in the audit must be what really went out, also for downloads cut short. Tornado's
 IOStream counts the bytes it has handed to the kernel (`_total_write_done_index`, private but the
 only exact figure; tornado is pinned below 7 and tests cut connections mid-file to hold us to it).
@@ -15,22 +18,43 @@ only exact figure; tornado is pinned below 7 and tests cut connections mid-file 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import fcntl
 import os
 import socket
 import struct
 import termios
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import RequestHandler
 
+from tempdl.web.pace import ReadingPace
 from tempdl.web.throttle import RateLimiter
 
 CHUNK_SIZE = 64 * 1024
 SENDFILE_BLOCK = 1024 * 1024  # per call, then the other requests get a turn (a call takes ~0.3 ms)
 STALLED_CLIENT_TIMEOUT = 60.0  # seconds a client may read nothing before we give up on it
+LOOK_INTERVAL = 1.0  # seconds between looks at the client while we wait for it
+
+
+CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED})
+"""`os.sendfile` errors that are the socket's, not the file's: the client went away."""
+
+
+class ReadFailed(Exception):
+    """The file could not be read as far as asked: `sent` body bytes reached the socket first.
+
+    `headers_sent` says whether the response head already went out: if not, the request can still
+    be answered with an error page; if so, only cutting the connection tells the client.
+    """
+
+    def __init__(self, sent: int, *, headers_sent: bool, cause: str) -> None:
+        super().__init__(cause)
+        self.sent = sent
+        self.headers_sent = headers_sent
 
 
 def _stream(handler: RequestHandler) -> IOStream:
@@ -44,7 +68,7 @@ def zero_copy_possible(handler: RequestHandler) -> bool:
 
 async def send_chunks(
     handler: RequestHandler,
-    path: Path,
+    source: Path | int,
     start: int,
     length: int,
     *,
@@ -52,50 +76,78 @@ async def send_chunks(
     limiters: Sequence[RateLimiter] = (),
     progress: Callable[[int], None] = lambda sent: None,
 ) -> int:
-    """Write `length` bytes of `path` from `start`; return the body bytes that reached the socket.
+    """Write `length` bytes of `source` (a path or an open descriptor) from `start`; return the
+    body bytes that reached the socket, or raise `ReadFailed`.
 
     The headers may still be pending: the first flush sends them together with the first chunk
-    (one packet for a small file). A client that goes away ends the loop quietly.
+    (one packet for a small file), so a file that fails on its first read leaves them unsent. A
+    client that goes away ends the loop quietly.
     """
     stream = _stream(handler)
     body_start: int | None = None
     queued = 0
-    source = os.open(path, os.O_RDONLY)  # not inherited by child processes (PEP 446)
-    try:
-        while queued < length and not stream.closed():
-            size = min(chunk_size, length - queued)
-            for limiter in limiters:
-                await limiter.take(size)
-            chunk = os.pread(source, size, start + queued)
-            if not chunk:
-                break  # the file shrank under us; Content-Length can no longer be met
-            handler.write(chunk)
-            flushed = handler.flush()
-            if body_start is None:
-                # Whatever the flush queued (headers, maybe), this chunk was queued last.
-                body_start = stream._total_write_index - len(chunk)
-            queued += len(chunk)
-            await _flushed_or_stalled(flushed, stream)
-            progress(queued)
-    except StreamClosedError:
-        pass
-    finally:
-        os.close(source)
-    if body_start is None:
-        return 0
-    return min(queued, max(0, stream._total_write_done_index - body_start))
+    failure = ""
+    pace = ReadingPace()
+    with _opened(source) as descriptor:
+        try:
+            while queued < length and not stream.closed():
+                size = min(chunk_size, length - queued)
+                for limiter in limiters:
+                    await limiter.take(size)
+                try:
+                    chunk = os.pread(descriptor, size, start + queued)
+                except OSError as error:
+                    failure = f"read failed: {error.strerror}"
+                    break
+                if not chunk:
+                    failure = "the file shrank under us"  # Content-Length can no longer be met
+                    break
+                handler.write(chunk)
+                flushed = handler.flush()
+                if body_start is None:
+                    # Whatever the flush queued (headers, maybe), this chunk was queued last.
+                    body_start = stream._total_write_index - len(chunk)
+                queued += len(chunk)
+                await _flushed_or_stalled(flushed, stream, pace)
+                progress(queued)
+        except StreamClosedError:
+            pass
+    sent = 0 if body_start is None else min(queued, max(0, stream._total_write_done_index - body_start))
+    if failure:
+        raise ReadFailed(sent, headers_sent=body_start is not None, cause=failure)
+    return sent
 
 
 async def send_zero_copy(
-    handler: RequestHandler, path: Path, start: int, length: int, progress: Callable[[int], None] = lambda sent: None
+    handler: RequestHandler,
+    source: Path | int,
+    start: int,
+    length: int,
+    progress: Callable[[int], None] = lambda sent: None,
 ) -> int:
-    """Flush the headers, then `os.sendfile` the span; return the body bytes the kernel took.
+    """Flush the headers, then `os.sendfile` the span; return the body bytes the kernel took, or
+    raise `ReadFailed`.
+
+    One byte is read first, so a file that cannot be read at all fails before the headers go out.
 
     The socket is corked meanwhile (nginx's `tcp_nopush`): the kernel sends only full segments,
     the headers ride with the first bytes of the body, and the tail goes out when it is uncorked.
     Without it, 256 MiB on loopback went at 0.75x nginx's speed for 1.2x its CPU; with it,
     ~1.0x and ~1.05x, alternating sample by sample with nginx.
     """
+    with _opened(source) as descriptor:
+        try:
+            readable = length == 0 or bool(os.pread(descriptor, 1, start))
+        except OSError as error:
+            raise ReadFailed(0, headers_sent=False, cause=f"read failed: {error.strerror}") from None
+        if not readable:
+            raise ReadFailed(0, headers_sent=False, cause="the file shrank under us")
+        return await _sendfile_span(handler, descriptor, start, length, progress)
+
+
+async def _sendfile_span(
+    handler: RequestHandler, descriptor: int, start: int, length: int, progress: Callable[[int], None]
+) -> int:
     stream = _stream(handler)
     corked = _cork(stream, True)
     try:
@@ -106,77 +158,91 @@ async def send_zero_copy(
     # reused for another client's connection, so no byte can go to the wrong place.
     socket_fd = os.dup(stream.socket.fileno())
     sent = 0
+    failure = ""
+    pace = ReadingPace()
     try:
-        with path.open("rb") as source:
-            while sent < length and not stream.closed():
-                try:
-                    count = os.sendfile(socket_fd, source.fileno(), start + sent, min(SENDFILE_BLOCK, length - sent))
-                except BlockingIOError:
-                    if not await _writable(socket_fd, stream):
-                        break
-                    continue
-                except OSError:  # EPIPE, ECONNRESET: the client went away
+        while sent < length and not stream.closed():
+            try:
+                count = os.sendfile(socket_fd, descriptor, start + sent, min(SENDFILE_BLOCK, length - sent))
+            except BlockingIOError:
+                if not await _writable(socket_fd, stream, pace, lambda handed=sent: handed):
                     break
-                if count == 0:
-                    break  # the file shrank under us
-                sent += count
-                progress(sent)
-                # On loopback or a fast LAN the socket may never push back: without a turn for
-                # the others, one download had the event loop to itself until its last byte.
-                await asyncio.sleep(0)
+                continue
+            except OSError as error:
+                if error.errno not in CLIENT_GONE:
+                    failure = f"read failed: {error.strerror}"
+                break
+            if count == 0:
+                failure = "the file shrank under us"
+                break
+            sent += count
+            progress(sent)
+            # On loopback or a fast LAN the socket may never push back: without a turn for
+            # the others, one download had the event loop to itself until its last byte.
+            await asyncio.sleep(0)
     finally:
         os.close(socket_fd)
         if corked:
             _cork(stream, False)
     _account_for_bytes_sent_outside_tornado(handler, sent, length)
+    if failure:
+        raise ReadFailed(sent, headers_sent=True, cause=failure)
     return sent
 
 
-async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream) -> None:
-    """Wait for a flush; a client that reads nothing for STALLED_CLIENT_TIMEOUT is disconnected.
+async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream, pace: ReadingPace) -> None:
+    """Wait for a flush; a client that reads nothing for STALLED_CLIENT_TIMEOUT, or too little
+    (`tempdl.web.pace`), is disconnected.
 
     Without this, a client that never reads would hold its connection (and a download slot)
     forever; memory stays bounded either way, since we write one chunk at a time.
     """
     if isinstance(flushed, asyncio.Future) and flushed.done():
         return flushed.result()  # the kernel took it all at once (small files): nothing to watch
-    if not await _wait_unless_stalled(asyncio.ensure_future(flushed), stream):
+    # Tornado keeps handing bytes to the kernel while we wait: its count is read at each look.
+    if not await _wait_unless_stalled(
+        asyncio.ensure_future(flushed), stream, pace, lambda: stream._total_write_done_index
+    ):
         stream.close()
         raise StreamClosedError()
 
 
-async def _writable(fd: int, stream: IOStream) -> bool:
+async def _writable(fd: int, stream: IOStream, pace: ReadingPace, handed: Callable[[], int]) -> bool:
     """Wait until the socket takes more bytes; False when the client stalls or the stream closed."""
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     loop.add_writer(fd, _resolve, ready)
     try:
-        return await _wait_unless_stalled(ready, stream)
+        return await _wait_unless_stalled(ready, stream, pace, handed)
     finally:
         loop.remove_writer(fd)
 
 
-async def _wait_unless_stalled(future: asyncio.Future, stream: IOStream) -> bool:
-    """Wait for `future`; False once the stream closed or the client stopped reading.
+async def _wait_unless_stalled(
+    future: asyncio.Future, stream: IOStream, pace: ReadingPace, handed: Callable[[], int]
+) -> bool:
+    """Wait for `future`; False once the stream closed or the client stopped reading, or reads
+    below the floor of `pace`.
 
     "Stopped reading" means the kernel's send queue did not shrink for STALLED_CLIENT_TIMEOUT
-    seconds: a slow phone still drains it, if only a little, and is never cut off. Checked once
-    a second, which also notices a stream Tornado closed (shutdown, idle timeout) while our
-    duplicated descriptor kept the socket open.
+    seconds. What the client took is what was `handed` to the kernel less what still waits in
+    its queue. Looked at every LOOK_INTERVAL, which also notices a stream Tornado closed
+    (shutdown, idle timeout) while our duplicated descriptor kept the socket open.
     """
     still_for = 0.0
     queued = _unsent_bytes(stream)
     while True:
         try:
-            await asyncio.wait_for(asyncio.shield(future), 1.0)
+            await asyncio.wait_for(asyncio.shield(future), LOOK_INTERVAL)
             return True
         except TimeoutError:
             if stream.closed():
                 return False
             now_queued = _unsent_bytes(stream)
-            still_for = 0.0 if now_queued is not None and queued is not None and now_queued < queued else still_for + 1
+            shrank = now_queued is not None and queued is not None and now_queued < queued
+            still_for = 0.0 if shrank else still_for + LOOK_INTERVAL
             queued = now_queued
-            if still_for >= STALLED_CLIENT_TIMEOUT:
+            if still_for >= STALLED_CLIENT_TIMEOUT or pace.too_slow(handed() - (now_queued or 0)):
                 return False
 
 
@@ -198,6 +264,19 @@ def _unsent_bytes(stream: IOStream) -> int | None:
     except (OSError, AttributeError, ValueError):
         return None
     return struct.unpack("i", answer)[0]
+
+
+@contextlib.contextmanager
+def _opened(source: Path | int) -> Iterator[int]:
+    """A descriptor for `source`: an open one as it is (its owner closes it), a path opened here."""
+    if isinstance(source, int):
+        yield source
+        return
+    descriptor = os.open(source, os.O_RDONLY)  # not inherited by child processes (PEP 446)
+    try:
+        yield descriptor
+    finally:
+        os.close(descriptor)
 
 
 def _resolve(future: asyncio.Future) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import socket
@@ -145,6 +147,10 @@ async def test_file_removed_after_issuance_is_404_not_found(fetch, issue_link, f
         ("bytes=0-1,5-9", 200, 0, BIG - 1),  # multi-range: whole file, never multipart
         ("bytes=0-99999,0-99999,0-99999", 200, 0, BIG - 1),
         ("bytes=abc", 200, 0, BIG - 1),
+        ("bytes=--5", 200, 0, BIG - 1),  # not digits: ignored, as RFC 9110 lets a server do
+        ("bytes=1_0-2_0", 200, 0, BIG - 1),
+        ("bytes=+5-+9", 200, 0, BIG - 1),
+        ("Bytes=5-9", 206, 5, 9),
     ],
 )
 async def test_ranges(fetch, issue_link, files_dir, settings, header, status, first, last, attempts):
@@ -171,7 +177,16 @@ async def test_unsatisfiable_range_is_416(fetch, issue_link, settings, header, a
     assert response.code == 416
     assert response.headers["Content-Range"] == f"bytes */{BIG}"
     [row] = await attempts()
-    assert (row["http_status"], row["bytes_sent"]) == (416, 0)
+    assert (row["http_status"], row["bytes_sent"], row["outcome"]) == (416, 0, "unsatisfiable")
+
+
+@pytest.mark.gen_test
+async def test_curl_resuming_a_finished_file_is_unsatisfiable_not_bad(fetch, issue_link, attempts):
+    path = await issue_link("InstMsiW.exe")
+    assert len((await fetch(path)).body) == BIG
+    again = await fetch(path, headers={"Range": f"bytes={BIG}-"})  # what `curl -C -` sends
+    assert again.code == 416 and again.headers["Content-Range"] == f"bytes */{BIG}"
+    assert [(row["outcome"], row["http_status"]) for row in await attempts()] == [("ok", 200), ("unsatisfiable", 416)]
 
 
 @pytest.mark.gen_test
@@ -190,8 +205,9 @@ async def test_head_has_the_headers_of_get_and_no_body(fetch, issue_link, settin
         "Cache-Control",
     ):
         assert head.headers[name] == get.headers[name], name
-    first = (await attempts())[0]
+    first, second = await attempts()
     assert (first["outcome"], first["bytes_sent"], first["http_status"]) == ("ok", 0, 200)
+    assert (first["method"], second["method"]) == ("HEAD", "GET")
 
 
 @pytest.mark.gen_test
@@ -250,6 +266,67 @@ async def test_resume_after_expiry_within_grace_only_for_a_started_download(fetc
     assert (await fetch(never_started, headers={"Range": "bytes=1000-"})).code == 410
     clock.advance(3600)
     assert (await fetch(started, headers={"Range": "bytes=1000-"})).code == 410
+
+
+@pytest.mark.gen_test
+async def test_landing_page_and_repr_digest_carry_the_files_sha256(fetch, issue_link, files_dir):
+    path = await issue_link("InstMsiW.exe")
+    wechat = {"User-Agent": "Mozilla/5.0 (iPhone) MicroMessenger/8.0.47"}
+    content = (files_dir / "InstMsiW.exe").read_bytes()
+    first = await fetch(path)
+    assert first.code == 200 and "Repr-Digest" not in first.headers  # not known yet: now computing
+    page = (await fetch(path, headers=wechat)).body.decode()
+    assert hashlib.sha256(content).hexdigest() in page and "300,000" in page
+    whole = await fetch(path)
+    assert whole.headers["Repr-Digest"] == f"sha-256=:{base64.b64encode(hashlib.sha256(content).digest()).decode()}:"
+    assert (await fetch(path, method="HEAD")).headers["Repr-Digest"] == whole.headers["Repr-Digest"]
+    assert "Repr-Digest" not in (await fetch(path, headers={"Range": "bytes=0-9"})).headers  # a part: none
+    # A new version of the file is hashed afresh, never served with the old digest.
+    (files_dir / "InstMsiW.exe").write_bytes(b"version two")
+    os.utime(files_dir / "InstMsiW.exe", (2, 2))
+    assert "Repr-Digest" not in (await fetch(path)).headers
+    page = (await fetch(path, headers=wechat)).body.decode()
+    assert hashlib.sha256(b"version two").hexdigest() in page
+    assert hashlib.sha256(content).hexdigest() not in page
+
+
+@pytest.mark.gen_test
+async def test_resume_grace_finishes_one_copy_and_no_more(fetch, issue_link, clock, files_dir, attempts):
+    content = (files_dir / "InstMsiW.exe").read_bytes()
+    path = await issue_link("InstMsiW.exe")
+    assert (await fetch(path, headers={"Range": "bytes=0-0"})).code == 206  # one byte, in time
+    clock.advance(600 + 60)
+    rest = await fetch(path, headers={"Range": "bytes=1-"})
+    assert rest.code == 206 and rest.body == content[1:]  # the copy is finished, once
+    for header in ("bytes=1-", "bytes=150000-", "bytes=-10", "bytes=0-0"):
+        assert (await fetch(path, headers={"Range": header})).code == 410, header  # no byte twice
+    assert (await fetch(path)).code == 410  # nor a fresh copy
+    rows = [(row["outcome"], row["http_status"], row["bytes_sent"]) for row in await attempts()]
+    assert rows[:2] == [("ok", 206, 1), ("ok", 206, BIG - 1)]
+    assert rows[2:] == [("expired", 410, 0)] * 5
+
+
+@pytest.mark.gen_test
+async def test_resume_grace_serves_only_bytes_not_yet_delivered(fetch, issue_link, clock, files_dir):
+    content = (files_dir / "InstMsiW.exe").read_bytes()
+    path = await issue_link("InstMsiW.exe")
+    assert (await fetch(path, headers={"Range": "bytes=0-99999"})).code == 206
+    assert (await fetch(path, headers={"Range": "bytes=200000-"})).code == 206  # a download manager's pieces
+    clock.advance(600 + 60)
+    assert (await fetch(path, headers={"Range": "bytes=100000-"})).code == 410  # overlaps 200000-
+    assert (await fetch(path, headers={"Range": "bytes=99999-199999"})).code == 410  # overlaps byte 99999
+    middle = await fetch(path, headers={"Range": "bytes=100000-199999"})
+    assert middle.code == 206 and middle.body == content[100_000:200_000]
+    assert (await fetch(path, headers={"Range": "bytes=100000-199999"})).code == 410
+
+
+@pytest.mark.gen_test
+async def test_two_resumes_at_once_after_expiry_get_one_copy(fetch, issue_link, clock):
+    path = await issue_link("InstMsiW.exe")
+    assert (await fetch(path, headers={"Range": "bytes=0-0"})).code == 206
+    clock.advance(600 + 60)
+    answers = await asyncio.gather(*(fetch(path, headers={"Range": "bytes=1-"}) for _ in range(5)))
+    assert sorted(answer.code for answer in answers) == [206, 410, 410, 410, 410]
 
 
 @pytest.mark.gen_test(timeout=20)

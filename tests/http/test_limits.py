@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 
 import pytest
 
 from tempdl.app import make_app
+from tempdl.reports.stats import Period, build_report, metrics_snapshot
+from tempdl.web import pace, streaming
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 from tests.support import rows
 
@@ -115,3 +119,80 @@ def test_rate_limiter_shares_the_pipe_in_turns():
     assert chunk_size_for([500_000, 0], 65536) == 10_000
     assert chunk_size_for([50_000_000], 65536) == 16384
     assert chunk_size_for([1000], 65536) == 4096
+
+
+@pytest.mark.gen_test
+async def test_head_never_uses_up_a_link_nor_counts_in_the_reports(fetch, issue_link, audit, settings, audit_rows):
+    path = await issue_link("InstMsiW.exe", max_downloads=1)
+    for _ in range(3):
+        assert (await fetch(path, method="HEAD")).code == 200  # `curl -I`, as the README shows
+    got = await fetch(path)
+    assert got.code == 200 and len(got.body) == SIZE
+    assert (await fetch(path)).code == 410  # the one download is taken; the HEADs took none
+    found = await audit_rows("SELECT method, outcome, bytes_sent FROM download_attempts ORDER BY id")
+    assert [tuple(r) for r in found] == [("HEAD", "ok", 0)] * 3 + [("GET", "ok", SIZE), ("GET", "limited", 0)]
+    report = build_report(audit.engine, Period(None, None, settings.zone), "outcome")
+    assert (report.totals.downloads_ok, report.totals.attempts) == (1, 2)
+    assert {row.key: row.attempts for row in report.rows} == {"ok": 1, "limited": 1}
+    assert metrics_snapshot(audit.engine).attempts_by_outcome == {"ok": 1, "limited": 1}
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize(
+    "config_text", ["[limits]\nrecipient_daily_bytes = 1048576\nrate_per_download = 1000000\n"], ids=["1MiB"]
+)
+@pytest.mark.parametrize("size", [SIZE, 2 * 1024 * 1024], ids=["smaller", "larger"])
+async def test_parallel_downloads_overshoot_the_daily_bytes_by_one_file_at_most(
+    fetch, issue_link, files_dir, audit_rows, size
+):
+    (files_dir / "InstMsiW.exe").write_bytes(b"\x07" * size)
+    links = [await issue_link("InstMsiW.exe", recipient="greedy", ttl=86400) for _ in range(10)]
+    # A per-download rate keeps every download running while the others are checked.
+    answers = await asyncio.gather(*(fetch(link) for link in links))
+    served = [answer for answer in answers if answer.code == 200]
+    assert len(served) == -(-1048576 // size)  # those that started under the allowance, no more
+    assert all(len(answer.body) == size for answer in served)
+    assert sorted(answer.code for answer in answers) == [200] * len(served) + [429] * (10 - len(served))
+    assert sum(len(answer.body) for answer in served) < 1048576 + size
+    found = await audit_rows("SELECT outcome, bytes_sent FROM download_attempts WHERE http_status = 200")
+    assert sum(row["bytes_sent"] for row in found) == len(served) * size
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize(
+    "config_text",
+    [
+        "sendfile = true\n[limits]\nmax_concurrent_downloads = 1\n",
+        "sendfile = false\n[limits]\nmax_concurrent_downloads = 1\n",
+    ],
+    ids=["zero-copy", "chunks"],
+)
+async def test_a_reader_below_the_floor_is_cut_and_frees_its_slot(
+    http_port, http_server, fetch, issue_link, files_dir, audit_rows, app_state, monkeypatch
+):
+    # The floor and its window, scaled down: 10 MB/s over 2 s instead of 4 KB/s over 30 s.
+    monkeypatch.setattr(pace, "SLOW_READER_FLOOR", 10_000_000)
+    monkeypatch.setattr(pace, "SLOW_READER_WINDOW", 2.0)
+    monkeypatch.setattr(streaming, "LOOK_INTERVAL", 0.1)
+    content = os.urandom(32 * 1024 * 1024)
+    (files_dir / "InstMsiW.exe").write_bytes(content)
+    path = await issue_link("InstMsiW.exe")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", http_port))
+    slow.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=slow)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await reader.readuntil(b"\r\n\r\n")
+    assert (await fetch(path)).code == 503  # the slow reader holds the only slot
+    body = b""
+    while app_state.downloads_streaming and len(body) < 8 * 1024 * 1024:  # until the server lets go
+        body += await reader.read(4096)  # ~80 KB/s: far below the floor
+        await asyncio.sleep(0.05)
+    body += await reader.read()  # what the kernel still held for us, then the end of the stream
+    writer.close()
+    assert len(body) < 8 * 1024 * 1024 and body == content[: len(body)]
+    [row] = await audit_rows("SELECT outcome, bytes_sent FROM download_attempts WHERE http_status = 200")
+    assert (row["outcome"], row["bytes_sent"]) == ("partial", len(body))
+    fast = await fetch(path)
+    assert fast.code == 200 and fast.body == content  # the slot is free again

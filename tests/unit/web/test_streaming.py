@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from tornado.iostream import IOStream, PipeIOStream
 
-from tempdl.web.streaming import send_chunks, send_zero_copy, zero_copy_possible
+from tempdl.web.streaming import ReadFailed, send_chunks, send_zero_copy, zero_copy_possible
 from tempdl.web.throttle import RateLimiter
 from tests.support import sample_bytes
 
@@ -83,10 +83,26 @@ def test_chunks_book_every_byte_with_each_limiter(source):
     assert still.reserve(0) == 4096 / 2**30
 
 
-def test_a_file_shorter_than_asked_sends_what_there_is(source):
-    sent, _, peer = run_sender(lambda handler: send_chunks(handler, source, 39_000, 5000, chunk_size=4096))
-    assert sent == 1000
-    assert received(peer, len(HEAD) + 1000) == HEAD + CONTENT[39_000:]
+def test_a_file_shorter_than_asked_sends_what_there_is_then_fails_with_the_count(source):
+    with pytest.raises(ReadFailed) as failed:
+        run_sender(lambda handler: send_chunks(handler, source, 39_000, 5000, chunk_size=4096))
+    assert (failed.value.sent, failed.value.headers_sent) == (1000, True)
+
+
+def test_a_file_that_fails_its_first_read_leaves_the_headers_unsent(tmp_path):
+    directory = os.open(tmp_path, os.O_RDONLY)  # opens, but every read fails (EISDIR)
+    ours, peer = socket.socketpair()
+
+    async def scenario() -> int:
+        return await send_chunks(Handler(IOStream(ours)), directory, 0, 5000)
+
+    with pytest.raises(ReadFailed) as failed:
+        asyncio.run(scenario())
+    assert (failed.value.sent, failed.value.headers_sent) == (0, False)
+    peer.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        peer.recv(1)  # not even the head went out
+    os.close(directory)
 
 
 def test_a_client_gone_before_the_first_byte_counts_zero(source):
@@ -110,10 +126,24 @@ def test_zero_copy_sends_the_span_and_tells_the_connection_the_body_is_done(sour
 
 
 def test_zero_copy_of_a_file_shorter_than_asked_closes_the_connection(source):
-    sent, handler, peer = run_sender(lambda handler: send_zero_copy(handler, source, 35_000, 10_000))
-    assert sent == 5000
+    ours, peer = socket.socketpair()
+    handler = Handler(IOStream(ours))
+    with pytest.raises(ReadFailed) as failed:
+        asyncio.run(send_zero_copy(handler, source, 35_000, 10_000))
+    assert (failed.value.sent, failed.value.headers_sent) == (5000, True)
     assert received(peer, len(HEAD) + 10_000) == HEAD + CONTENT[35_000:]  # then the end of the stream
     assert handler.request.connection.stream.closed()  # Content-Length cannot be met
+
+
+def test_zero_copy_of_a_file_that_cannot_be_read_fails_before_the_headers(tmp_path):
+    directory = os.open(tmp_path, os.O_RDONLY)
+    ours, _peer = socket.socketpair()
+    handler = Handler(IOStream(ours))
+    with pytest.raises(ReadFailed) as failed:
+        asyncio.run(send_zero_copy(handler, directory, 0, 10_000))
+    assert (failed.value.sent, failed.value.headers_sent) == (0, False)
+    assert not handler.request.connection.stream.closed()  # free to carry an error page
+    os.close(directory)
 
 
 def test_zero_copy_needs_a_plain_socket_stream():
