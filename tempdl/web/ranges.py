@@ -24,6 +24,15 @@ surrounding white space is already gone, HTTP strips it from field values). Seve
 not served (no multipart answers), so a list never matches."""
 
 
+_BEYOND_ANY_FILE = 10**19
+"""What a position of more than 19 digits stands for: past the end of any file (and `int()` of
+thousands of digits would raise, as Python limits how long a number it reads)."""
+
+
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= 19 else _BEYOND_ANY_FILE
+
+
 def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
     """`(start, end)` as Tornado's parser gives them, or None for no valid single byte range.
 
@@ -35,8 +44,9 @@ def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
         return None
     first, last, suffix = matched.groups()
     if suffix is not None:
-        return (-int(suffix), None) if int(suffix) else (None, 0)  # `-0`: no bytes at all, a 416
-    return int(first), (int(last) + 1 if last else None)
+        length = _position(suffix)
+        return (-length, None) if length else (None, 0)  # `-0`: no bytes at all, a 416
+    return _position(first), (_position(last) + 1 if last else None)
 
 
 class Span(NamedTuple):

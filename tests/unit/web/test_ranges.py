@@ -105,3 +105,10 @@ def test_if_range_without_validators_of_the_file_never_matches():
     assert if_range_matches(None, etag=None, modified=None)
     assert not if_range_matches(ETAG, etag=None, modified=None)
     assert not if_range_matches(MODIFIED_HTTP, etag=ETAG, modified=None)
+
+
+def test_positions_of_thousands_of_digits_mean_beyond_any_file():
+    many = "9" * 5000  # int() refuses more than 4,300 digits
+    assert parse_range(f"bytes=-{many}") == (-(10**19), None)
+    assert parse_range(f"bytes={many}-") == (10**19, None)
+    assert parse_range(f"bytes=0-{many}") == (0, 10**19 + 1)
