@@ -338,7 +338,7 @@ class AuditLog(AuditRunner):
             else_=start + _attempts.c.bytes_sent,
         )
         with self.engine.connect() as connection:
-            found = connection.execute(
+            found: Sequence[Any] = connection.execute(  # `end` is a CASE: typed as object, an integer here
                 select(start, end, _attempts.c.started_at).where(
                     _attempts.c.issuance_id == issuance_id,
                     _attempts.c.outcome.in_((*counts.COUNTED, Outcome.ERROR)),
@@ -346,8 +346,9 @@ class AuditLog(AuditRunner):
                     or_(running, _attempts.c.bytes_sent > 0),
                 )
             ).all()
-        spans = [(int(first), int(last)) for first, last, _ in found if last > first]
-        began = any(started <= moment and last > first for first, last, started in found)
+        rows = [(int(first), int(last), started) for first, last, started in found]
+        spans = [(first, last) for first, last, _ in rows if last > first]
+        began = any(started <= moment and last > first for first, last, started in rows)
         return spans, began
 
 
