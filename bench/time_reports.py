@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tempdl.audit.engine import make_engine  # noqa: E402
-from tempdl.reports.stats import BREAKDOWNS, Period, build_dashboard, build_report  # noqa: E402
+from tempdl.reports.period import Period  # noqa: E402
+from tempdl.reports.stats import BREAKDOWNS, build_dashboard, build_report  # noqa: E402
 
 PASSWORD = "bench-password"
 

@@ -7,8 +7,9 @@ first, then counts), so they take a `Connection`, not an engine.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import ColumnElement, Connection, Integer, and_, case, func, select, type_coerce
 
 from tempdl.audit.records import Attempt, Outcome
 from tempdl.audit.statements import attempts as _attempts
@@ -20,6 +21,11 @@ DOWNLOAD = func.coalesce(_attempts.c.method, "GET") != "HEAD"
 """A row of a GET: a HEAD never counts as a download (NULL is a GET, on rows older than 0003)."""
 
 
+def _sum(amount: ColumnElement[Any]) -> ColumnElement[int]:
+    """SUM(amount), 0 over no rows, typed as the whole number it is."""
+    return type_coerce(func.coalesce(func.sum(amount), 0), Integer)
+
+
 def completed_downloads(connection: Connection, issuance_id: int, file_size: int) -> int:
     """Complete downloads of a link: all the body bytes it sent, in whole files.
 
@@ -27,7 +33,7 @@ def completed_downloads(connection: Connection, issuance_id: int, file_size: int
     connection) counts once, when its pieces add up to the whole file.
     """
     sent = connection.execute(
-        select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0)).where(
+        select(_sum(_attempts.c.bytes_sent)).where(
             _attempts.c.issuance_id == issuance_id, _attempts.c.outcome.in_(COUNTED), DOWNLOAD
         )
     ).scalar_one()
@@ -55,11 +61,8 @@ def downloads_claimed(connection: Connection, attempt: Attempt, file_size: int) 
     )
     settled, running_here = connection.execute(
         select(
-            func.coalesce(
-                func.sum(case((and_(~running, _attempts.c.outcome.in_(COUNTED)), _attempts.c.bytes_sent), else_=0)),
-                0,
-            ),
-            func.coalesce(func.sum(case((overlapping, 1), else_=0)), 0),
+            _sum(case((and_(~running, _attempts.c.outcome.in_(COUNTED)), _attempts.c.bytes_sent), else_=0)),
+            _sum(case((overlapping, 1), else_=0)),
         ).where(_attempts.c.issuance_id == attempt.issuance_id, DOWNLOAD)
     ).one()
     return (int(settled) // file_size if file_size > 0 else 0) + int(running_here)
@@ -80,8 +83,8 @@ def traffic_since(
     amount = case((running, _attempts.c.range_end - _attempts.c.range_start + 1), else_=_attempts.c.bytes_sent)
     month, day = connection.execute(
         select(
-            func.coalesce(func.sum(amount), 0),
-            func.coalesce(func.sum(case((_attempts.c.started_at >= day_start, amount), else_=0)), 0),
+            _sum(amount),
+            _sum(case((_attempts.c.started_at >= day_start, amount), else_=0)),
         ).where(_attempts.c.started_at >= month_start)
     ).one()
     return int(month), int(day)

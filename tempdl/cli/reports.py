@@ -10,8 +10,10 @@ from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.links.budget import BudgetUse, budget_use
 from tempdl.reports import formats as report_format
+from tempdl.reports.breakdowns import Totals
 from tempdl.reports.formats import human_bytes
-from tempdl.reports.stats import Period, Report, Totals, build_report
+from tempdl.reports.period import Period
+from tempdl.reports.stats import Report, build_report
 from tempdl.timeutil import utc_now
 
 

@@ -96,12 +96,13 @@ class Gate:
         if expired and not GraceResumes.within_grace(issuance, now, self.settings.resume_grace):
             raise _expired(issuance)
         offered = self.catalog.by_id(issuance.file_id)
-        located = offered and self.catalog.locate(offered)
+        located = self.catalog.locate(offered) if offered is not None else None
         if offered is None or located is None:
             raise Refused(refusals.NOT_FOUND, f"file {issuance.file_id!r} is not on offer or not on disk")
-        if expired and not await self.resumes.begin(issuance, span_of(located[1])):
+        path, stat = located
+        if expired and not await self.resumes.begin(issuance, span_of(stat)):
             raise _expired(issuance)
-        grant = Grant(issuance, offered, *located, resumes_expired=expired)
+        grant = Grant(issuance, offered, path, stat, resumes_expired=expired)
         try:
             await self._check_limits(grant, attempt, now)
         except BaseException:

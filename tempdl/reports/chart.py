@@ -11,8 +11,8 @@ import zoneinfo
 from dataclasses import dataclass
 
 from tempdl.audit.records import Outcome
+from tempdl.reports.breakdowns import NONE_KEY, REFUSED_OUTCOMES, BreakdownRow
 from tempdl.reports.formats import human_bytes
-from tempdl.reports.stats import NONE_KEY, REFUSED_OUTCOMES, BreakdownRow
 
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 

@@ -12,7 +12,8 @@ import io
 import json
 from typing import Any
 
-from tempdl.reports.stats import Period, Report
+from tempdl.reports.period import Period
+from tempdl.reports.stats import Report
 
 COLUMNS = ("links_issued", "attempts", "ok", "partial", "refused", "bytes_sent")
 EMPTY_MESSAGE = "No downloads yet: no links were issued and nothing was downloaded in this period."

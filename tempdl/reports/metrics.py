@@ -17,7 +17,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import Engine
 
 from tempdl.audit.records import Outcome
-from tempdl.reports.stats import NONE_KEY, MetricsSnapshot, metrics_snapshot
+from tempdl.reports.breakdowns import NONE_KEY
+from tempdl.reports.stats import MetricsSnapshot, metrics_snapshot
 
 
 def _families(snapshot: MetricsSnapshot | None, in_flight: int) -> list[Metric]:

@@ -27,7 +27,9 @@ import struct
 import termios
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import RequestHandler
 
@@ -57,8 +59,13 @@ class ReadFailed(Exception):
         self.headers_sent = headers_sent
 
 
+def _connection(handler: RequestHandler) -> HTTP1Connection:
+    """The request's connection: `HTTPServer` only makes HTTP/1 ones (Tornado types it as the base)."""
+    return cast(HTTP1Connection, handler.request.connection)
+
+
 def _stream(handler: RequestHandler) -> IOStream:
-    return handler.request.connection.stream
+    return _connection(handler).stream
 
 
 def zero_copy_possible(handler: RequestHandler) -> bool:
@@ -165,7 +172,7 @@ async def _sendfile_span(
             try:
                 count = os.sendfile(socket_fd, descriptor, start + sent, min(SENDFILE_BLOCK, length - sent))
             except BlockingIOError:
-                if not await _writable(socket_fd, stream, pace, lambda handed=sent: handed):
+                if not await _writable(socket_fd, stream, pace, _constant(sent)):
                     break
                 continue
             except OSError as error:
@@ -205,6 +212,11 @@ async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream, pace: 
     ):
         stream.close()
         raise StreamClosedError()
+
+
+def _constant(value: int) -> Callable[[], int]:
+    """The bytes handed to the kernel so far, frozen: they do not change while a write waits."""
+    return lambda: value
 
 
 async def _writable(fd: int, stream: IOStream, pace: ReadingPace, handed: Callable[[], int]) -> bool:
@@ -291,7 +303,7 @@ def _account_for_bytes_sent_outside_tornado(handler: RequestHandler, sent: int, 
     so its private counter is adjusted. A body cut short closes the connection instead: the
     response cannot be completed, and the client will see the short read.
     """
-    connection = handler.request.connection
+    connection = _connection(handler)
     connection._expected_content_remaining = 0
     if sent < length:
         _stream(handler).close()

@@ -10,7 +10,8 @@ import socket
 import pytest
 
 from tempdl.app import make_app
-from tempdl.reports.stats import Period, build_report, metrics_snapshot
+from tempdl.reports.period import Period
+from tempdl.reports.stats import build_report, metrics_snapshot
 from tempdl.web import pace, streaming
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 from tests.support import rows

@@ -30,7 +30,8 @@ from tempdl.links import refusals
 from tempdl.links.refusals import Refusal
 from tempdl.reports import chart as dashboard_view
 from tempdl.reports import formats as report_format
-from tempdl.reports.stats import BREAKDOWNS, Period, build_dashboard, build_report
+from tempdl.reports.period import Period
+from tempdl.reports.stats import BREAKDOWNS, build_dashboard, build_report
 from tempdl.timeutil import Clock
 from tempdl.web.console import Console, live_json
 from tempdl.web.handlers.base import BaseHandler

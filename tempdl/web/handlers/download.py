@@ -4,16 +4,17 @@ Every request, served or refused, ends as one `download_attempts` row. The decis
 modules of their own, free of Tornado: `tempdl.links.access` (may this link have the file),
 `tempdl.web.previews` (is this a person or a preview), `tempdl.web.ranges` (which bytes),
 `tempdl.web.disposition` (the name and type the browser sees), and `tempdl.web.streaming` (the
-bytes, counted).
+bytes, counted). `tempdl.web.handlers.download_body` sends a served body under its limits, and
+`tempdl.web.landing_page` writes the page a preview gets instead.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import os
 import urllib.parse
+from collections.abc import Awaitable
 from typing import Any
 
 from tornado.web import StaticFileHandler
@@ -24,23 +25,20 @@ from tempdl.errors import AuditUnavailable
 from tempdl.links import refusals
 from tempdl.links.access import Gate, Grant, Refused
 from tempdl.links.digests import repr_digest
-from tempdl.reports.formats import human_bytes
-from tempdl.timeutil import Clock, duration_text
+from tempdl.timeutil import Clock
 from tempdl.web.access_log import quoted
 from tempdl.web.attempt_row import AttemptRow
 from tempdl.web.disposition import content_disposition, content_type
-from tempdl.web.handlers.base import RefusalMixin, write_error_page
+from tempdl.web.handlers.base import write_error_page
+from tempdl.web.handlers.download_body import DownloadBody
 from tempdl.web.inflight import InFlight
+from tempdl.web.landing_page import write_landing_page
 from tempdl.web.previews import is_preview
-from tempdl.web.progress import ProgressNotes
 from tempdl.web.ranges import Span, requested_span, unsatisfiable_range
-from tempdl.web.streaming import CHUNK_SIZE, ReadFailed, send_chunks, send_zero_copy, zero_copy_possible
 from tempdl.web.streams import Streams
-from tempdl.web.throttle import RateLimiter, chunk_size_for
+from tempdl.web.throttle import RateLimiter
 
 log = logging.getLogger("tempdl.download")
-
-LANDING_DIGEST_WAIT = 2.0  # seconds the landing page waits for a file's first SHA-256, then goes without
 
 
 def strong_etag(stat: os.stat_result) -> str:
@@ -52,7 +50,7 @@ def whole_seconds_mtime(stat: os.stat_result) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(int(stat.st_mtime), datetime.UTC)
 
 
-class DownloadHandler(RefusalMixin, StaticFileHandler):
+class DownloadHandler(DownloadBody, StaticFileHandler):
     """`StaticFileHandler` behind a signed link, with its audit row and limits.
 
     Kept from Tornado: `set_headers`, `should_return_304`, the ETag check, and the hooks its
@@ -98,10 +96,10 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         self.x_accel_prefix = x_accel_prefix
         self.served_stat: os.stat_result | None = None  # set when the answer is the file itself
 
-    def head(self, token: str):  # type: ignore[override]
+    def head(self, token: str) -> Awaitable[None]:
         return self.get(token, include_body=False)
 
-    async def get(self, token: str, include_body: bool = True) -> None:  # type: ignore[override]
+    async def get(self, token: str, include_body: bool = True) -> None:
         self.attempt = Attempt(
             started_at=self.clock(),
             client_ip=self.request.remote_ip,
@@ -174,98 +172,6 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
             return await self.row.record(Outcome.OK, self.get_status())
         await self._send_download(span)
 
-    async def _send_download(self, span: Span) -> None:
-        """The body: limits that apply only to bytes, the row before the first byte, the bytes.
-
-        The concurrency slot is taken in the same step as the check (nothing awaits in between),
-        so downloads arriving together cannot all squeeze under the cap. The file is opened
-        before the row is written, so one the server cannot open is refused (500, `error`) and
-        never recorded as served.
-        """
-        cap = self.limits.max_concurrent_downloads
-        if cap and len(self.downloads_streaming) >= cap:
-            raise Refused(refusals.BUSY, f"{len(self.downloads_streaming)} downloads already streaming")
-        try:
-            source = os.open(self.grant.path, os.O_RDONLY)  # not inherited by child processes (PEP 446)
-        except OSError as error:
-            raise Refused(refusals.UNREADABLE, f"file {self.grant.offered.id!r}: {error.strerror}") from None
-        self.downloads_streaming.enter(self, file_id=self.grant.offered.id, recipient=self.grant.issuance.recipient)
-        try:
-            if self._fits_one_write(span.length):
-                await self._send_small_body(span, source)
-            else:
-                await self._send_large_body(span, source)
-        except ReadFailed as failed:
-            await self._end_failed_read(failed)
-        finally:
-            os.close(source)
-            self.downloads_streaming.leave(self)
-
-    def _fits_one_write(self, length: int) -> bool:
-        """A body the kernel takes in one write: no cap to claim, no throttle, one chunk."""
-        throttled = self.limits.rate_per_download or self.shared_limiter is not None
-        return length <= CHUNK_SIZE and not throttled and not self.grant.issuance.max_downloads
-
-    async def _send_small_body(self, span: Span, source: int) -> None:
-        """One audit write instead of two for a small file.
-
-        The row is committed before the first byte, as always, but already as what will almost
-        surely happen (`ok`, every byte, finished): the whole body goes to the kernel in one
-        write. Only when that write fails is the row corrected to `partial` with what went out.
-        """
-        self.attempt.bytes_sent = span.length
-        await self.row.record(Outcome.OK, self.get_status())
-        sent = await send_chunks(self, source, span.start, span.length)
-        if sent != span.length:
-            self.attempt.outcome, self.attempt.bytes_sent = Outcome.PARTIAL, sent
-            await self.row.close()
-
-    async def _send_large_body(self, span: Span, source: int) -> None:
-        attempt_id = await self._open_row()
-        if attempt_id is None:
-            raise Refused(refusals.USED_UP, f"issuance {self.grant.issuance.id}: last download already taken")
-        progress = ProgressNotes(self.audit, attempt_id)
-        self.downloads_streaming.follow(self, progress)
-        try:
-            self.attempt.bytes_sent = await self._send_body(span, source, progress)
-        finally:
-            progress.stop()
-        self.attempt.outcome = Outcome.OK if self.attempt.bytes_sent == span.length else Outcome.PARTIAL
-        await self.row.close()
-
-    async def _send_body(self, span: Span, source: int, progress: ProgressNotes) -> int:
-        """Zero-copy when the socket allows and nothing throttles; else chunks through Tornado."""
-        start, length = span.start, span.length
-        own = RateLimiter(self.limits.rate_per_download) if self.limits.rate_per_download else None
-        limiters = [limiter for limiter in (own, self.shared_limiter) if limiter is not None]
-        if not limiters and self.use_sendfile and length > CHUNK_SIZE and zero_copy_possible(self):
-            return await send_zero_copy(self, source, start, length, progress=progress)
-        chunk_size = chunk_size_for([limiter.rate for limiter in limiters], CHUNK_SIZE)
-        return await send_chunks(
-            self, source, start, length, chunk_size=chunk_size, limiters=limiters, progress=progress
-        )
-
-    async def _end_failed_read(self, failed: ReadFailed) -> None:
-        """The file failed us mid-way: the row says `error` with the bytes that went out, at once.
-
-        Before the headers, the client gets the bilingual 500 page; after them, only a cut
-        connection tells it the body is short (its Content-Length is not met).
-        """
-        log.warning(
-            "event=download_read_failed issuance=%s file=%s bytes_sent=%d detail=%s",
-            self.attempt.issuance_id,
-            self.attempt.file_id,
-            failed.sent,
-            quoted(str(failed)),
-        )
-        if failed.headers_sent:
-            self.request.connection.stream.close()
-        else:
-            self.write_refusal(refusals.UNREADABLE)
-        self.attempt.outcome, self.attempt.bytes_sent = Outcome.ERROR, failed.sent
-        self.attempt.http_status = self.get_status()
-        await self.row.close()
-
     async def _hand_to_nginx(self, include_body: bool) -> None:
         """x-accel mode: we decide and record; nginx sends the bytes (Range, HEAD, 304) with sendfile.
 
@@ -289,10 +195,6 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
         if attempt_id is None:
             raise Refused(refusals.USED_UP, f"issuance {self.grant.issuance.id}: last download already taken")
         self.set_header("X-Tempdl-Attempt", str(attempt_id))
-
-    async def _open_row(self) -> int | None:
-        cap = self.grant.issuance.max_downloads
-        return await self.row.open(self.get_status(), download_cap=cap, file_size=self.grant.size)
 
     def _requested_span(self, size: int) -> Span | None:
         headers = self.request.headers
@@ -357,36 +259,9 @@ class DownloadHandler(RefusalMixin, StaticFileHandler):
     # --- pages and audit ---------------------------------------------------------------------------
 
     async def _show_landing_page(self) -> None:
-        grant = self.grant
-        grant.settle(0)
-        remaining = int((grant.issuance.expires_at - self.attempt.started_at).total_seconds())
-        remaining_zh, remaining_en = duration_text(remaining)
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-        if self.request.method != "HEAD":
-            digest = await self._digest_for_landing_page()
-            self.write(
-                self.render_string(
-                    "landing.html",
-                    name=grant.offered.name,
-                    size=human_bytes(grant.size),
-                    size_bytes=f"{grant.size:,}",
-                    sha256=digest.hex() if digest else None,
-                    remaining_zh=remaining_zh,
-                    remaining_en=remaining_en,
-                )
-            )
+        self.grant.settle(0)
+        await write_landing_page(self, self.grant, self.gate.digests, self.attempt.started_at)
         await self.row.record(Outcome.LANDING, self.get_status())
-
-    async def _digest_for_landing_page(self) -> bytes | None:
-        """The file's SHA-256, waited for a moment the first time; a huge file's page goes without
-        it rather than keep a follower waiting (it is there on the next visit)."""
-        computing = self.gate.digests.compute(self.grant.path, self.grant.stat)
-        try:
-            return await asyncio.wait_for(asyncio.shield(computing), LANDING_DIGEST_WAIT)
-        except TimeoutError:
-            return None
 
     async def _refuse(self, refusal: refusals.Refusal) -> None:
         self.write_refusal(refusal)

@@ -7,9 +7,11 @@ import zoneinfo
 
 import pytest
 
+from tempdl.reports.breakdowns import BreakdownRow, Totals
 from tempdl.reports.chart import byte_ticks, bytes_per_day_chart, short_recipient
 from tempdl.reports.formats import as_table, human_bytes, period_text
-from tempdl.reports.stats import BreakdownRow, Period, Report, Totals
+from tempdl.reports.period import Period
+from tempdl.reports.stats import Report
 
 UTC = zoneinfo.ZoneInfo("UTC")
 

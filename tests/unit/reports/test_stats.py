@@ -13,7 +13,9 @@ from sqlalchemy import event
 
 from tempdl.audit.engine import make_engine, upgrade
 from tempdl.reports import stats
-from tempdl.reports.stats import BreakdownRow, Period, build_dashboard, build_report, metrics_snapshot
+from tempdl.reports.breakdowns import BreakdownRow, Totals
+from tempdl.reports.period import Period
+from tempdl.reports.stats import build_dashboard, build_report, metrics_snapshot
 from tests.audit_rows import ALICE, BOB, write_hand_built_history
 
 UTC = zoneinfo.ZoneInfo("UTC")
@@ -41,7 +43,7 @@ def figures(rows: list[BreakdownRow]) -> list[tuple]:
 
 def test_totals_all_time(history):
     totals = build_report(history, ALL_TIME, "outcome").totals
-    assert totals == stats.Totals(
+    assert totals == Totals(
         links_issued=5,
         links_unused=2,  # issuance 3 only expired and landed; issuance 5 was never tried
         distinct_recipients=2,  # alice and bob; the link without recipient is not a person
