@@ -7,34 +7,22 @@ gauge and the limit can never disagree.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
 
+from tempdl.audit.records import IssuanceRecord
 from tempdl.audit.tables import DownloadAttempt, Issuance
 
 _attempts = DownloadAttempt.__table__
 _issuances = Issuance.__table__
 
 
-@dataclass(frozen=True)
-class RecentIssuance:
-    id: int
-    created_at: datetime.datetime
-    expires_at: datetime.datetime
-    file_id: str
-    recipient: str | None
-    channel: str
-    max_downloads: int | None
-    revoked_at: datetime.datetime | None
-
-
-def recent_issuances(engine: Engine, limit: int) -> list[RecentIssuance]:
+def recent_issuances(engine: Engine, limit: int) -> list[IssuanceRecord]:
     """The latest links handed out, newest first, revoked ones included."""
-    query = select(*(_issuances.c[name] for name in RecentIssuance.__dataclass_fields__))
+    query = select(*(_issuances.c[name] for name in IssuanceRecord.__dataclass_fields__))
     query = query.order_by(_issuances.c.id.desc()).limit(limit)
     with engine.connect() as connection:
-        return [RecentIssuance(**row._asdict()) for row in connection.execute(query)]
+        return [IssuanceRecord(**row._asdict()) for row in connection.execute(query)]
 
 
 def busiest_recipient(engine: Engine, since: datetime.datetime) -> tuple[str | None, int]:

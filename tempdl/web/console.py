@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tempdl.audit.log import AuditLog
+from tempdl.audit.records import IssuanceRecord
 from tempdl.config.settings import LimitSettings, Settings
 from tempdl.links.budget import BudgetUse, budget_use, local_day_bounds
 from tempdl.links.catalog import Catalog, OfferedFile
 from tempdl.links.issuing import Issuer
 from tempdl.reports import chart as dashboard_view
-from tempdl.reports.console import RecentIssuance, busiest_recipient, recent_issuances
+from tempdl.reports.console import busiest_recipient, recent_issuances
 from tempdl.reports.formats import human_bytes
 from tempdl.web.streams import Streams, StreamView
 
@@ -55,7 +56,7 @@ class ConsoleView:
     """What the dashboard shows besides the reports."""
 
     files: tuple[OfferedFile, ...]
-    issuances: list[RecentIssuance]
+    issuances: list[IssuanceRecord]
     gauges: list[Gauge]
 
 
