@@ -7,6 +7,7 @@ first, then counts), so they take a `Connection`, not an engine.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Integer, and_, case, func, select, type_coerce
@@ -69,22 +70,29 @@ def downloads_claimed(connection: Connection, attempt: Attempt, file_size: int) 
 
 
 def traffic_since(
-    connection: Connection, month_start: datetime.datetime, day_start: datetime.datetime
+    connection: Connection,
+    month_start: datetime.datetime,
+    day_start: datetime.datetime,
+    held_here: Sequence[int] = (),
 ) -> tuple[int, int]:
     """Body bytes of all downloads started since `month_start`, and since `day_start` (later).
 
     A download still running counts the bytes it asked for, not the bytes sent so far: what
     `limits.total_*_bytes` must reserve, so downloads starting together cannot all squeeze under
-    the allowance. Its row, once closed, counts what really went out.
+    the allowance. Its row, once closed, counts what really went out. Running rows in `held_here`
+    are left out: this process holds them (`tempdl.links.reservations`) and counts them itself.
     """
     running = and_(
         _attempts.c.finished_at.is_(None), _attempts.c.range_start.is_not(None), _attempts.c.range_end.is_not(None)
     )
     amount = case((running, _attempts.c.range_end - _attempts.c.range_start + 1), else_=_attempts.c.bytes_sent)
+    conditions = [_attempts.c.started_at >= month_start]
+    if held_here:
+        conditions.append(~and_(_attempts.c.finished_at.is_(None), _attempts.c.id.in_(held_here)))
     month, day = connection.execute(
         select(
             _sum(amount),
             _sum(case((_attempts.c.started_at >= day_start, amount), else_=0)),
-        ).where(_attempts.c.started_at >= month_start)
+        ).where(*conditions)
     ).one()
     return int(month), int(day)

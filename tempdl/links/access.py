@@ -132,10 +132,12 @@ class Gate:
                 raise Refused(replace(refusals.QUOTA, retry_after=retry_after), f"recipient used {used} bytes today")
             grant.holds.append(self.reservations.hold(key, attempt, grant.size))
         try:
-            await self.budget.check(now)
+            hold = await self.budget.reserve(now, self.reservations, attempt, grant.size)
         except TrafficBudgetSpent as spent:
             retry_after = max(1, int((spent.retry_at - now).total_seconds()))
             raise Refused(replace(refusals.BUDGET_SPENT, retry_after=retry_after), str(spent)) from None
+        if hold is not None:
+            grant.holds.append(hold)
 
     def release(self, grant: Grant) -> None:
         """The download of `grant` ended and its row holds the real bytes: its holds are spent."""

@@ -10,6 +10,7 @@ all slip under the allowance; their rows, once closed, count what really went ou
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -17,8 +18,13 @@ from sqlalchemy import Engine
 
 from tempdl.audit import counts
 from tempdl.audit.log import AuditLog
+from tempdl.audit.records import Attempt
 from tempdl.config.settings import LimitSettings
 from tempdl.errors import TrafficBudgetSpent
+from tempdl.links.reservations import Hold, Reservations
+
+TOTAL = ("total",)
+"""The reservations key of the server-wide allowance (recipients have their own keys)."""
 
 
 def local_month_bounds(moment: datetime.datetime, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.datetime]:
@@ -53,14 +59,19 @@ class BudgetUse:
         return self.used >= self.allowance
 
 
-def budget_use(engine: Engine, limits: LimitSettings, zone: ZoneInfo, now: datetime.datetime) -> list[BudgetUse]:
-    """Each configured period's use at `now`; blocking (the audit thread, a report thread, the CLI)."""
+def budget_use(
+    engine: Engine, limits: LimitSettings, zone: ZoneInfo, now: datetime.datetime, held_here: Sequence[int] = ()
+) -> list[BudgetUse]:
+    """Each configured period's use at `now`; blocking (the audit thread, a report thread, the CLI).
+
+    `held_here`: running rows the caller counts itself (its reservations), left out here.
+    """
     if not (limits.total_daily_bytes or limits.total_monthly_bytes):
         return []
     month_start, month_end = local_month_bounds(now, zone)
     day_start, day_end = local_day_bounds(now, zone)
     with engine.connect() as connection:
-        month_used, day_used = counts.traffic_since(connection, month_start, day_start)
+        month_used, day_used = counts.traffic_since(connection, month_start, day_start, held_here)
     periods = [
         ("day", limits.total_daily_bytes, day_used, day_end),
         ("month", limits.total_monthly_bytes, month_used, month_end),
@@ -78,10 +89,29 @@ class TrafficBudget:
 
     async def check(self, now: datetime.datetime) -> None:
         """Raise `TrafficBudgetSpent` naming when the last spent period ends; nothing if none is."""
+        await self._check(now, (), 0)
+
+    async def reserve(
+        self, now: datetime.datetime, reservations: Reservations, attempt: Attempt, length: int
+    ) -> Hold | None:
+        """Check the allowance, counting this process's running downloads at the length they asked
+        for, and hold `length` bytes for `attempt` in the same step (None: no allowance is set).
+
+        Nothing is awaited between the count and the hold, so downloads admitted together
+        overshoot the allowance by the one file that crossed the line at most.
+        """
+        if not (self.limits.total_daily_bytes or self.limits.total_monthly_bytes):
+            return None
+        before = reservations.snapshot(TOTAL)
+        await self._check(now, before.open_rows, lambda: reservations.held_since(before, TOTAL))
+        return reservations.hold(TOTAL, attempt, length)
+
+    async def _check(self, now: datetime.datetime, held_here: Sequence[int], held: int | Callable[[], int]) -> None:
         if not (self.limits.total_daily_bytes or self.limits.total_monthly_bytes):
             return
-        uses = await self.audit.run(budget_use, self.audit.engine, self.limits, self.zone, now)
-        spent = [use for use in uses if use.spent]
+        uses = await self.audit.run(budget_use, self.audit.engine, self.limits, self.zone, now, held_here)
+        extra = held() if callable(held) else held  # read after the await: the holds as they are now
+        spent = [use for use in uses if use.used + extra >= use.allowance]
         if spent:
             latest = max(spent, key=lambda use: use.ends_at)
             raise TrafficBudgetSpent(latest.period, latest.ends_at)

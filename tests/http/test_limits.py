@@ -197,3 +197,23 @@ async def test_a_reader_below_the_floor_is_cut_and_frees_its_slot(
     assert (row["outcome"], row["bytes_sent"]) == ("partial", len(body))
     fast = await fetch(path)
     assert fast.code == 200 and fast.body == content  # the slot is free again
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize(
+    "config_text", ["[limits]\ntotal_daily_bytes = 1048576\nrate_per_download = 1000000\n"], ids=["1MiB"]
+)
+async def test_parallel_downloads_overshoot_the_server_allowance_by_one_file_at_most(
+    fetch, issue_link, files_dir, audit_rows
+):
+    size = 2 * 1024 * 1024  # each file alone is over the allowance: only the first may start
+    (files_dir / "InstMsiW.exe").write_bytes(b"\x07" * size)
+    links = [await issue_link("InstMsiW.exe", recipient=f"follower{n}", ttl=86400) for n in range(10)]
+    # A per-download rate keeps every download running while the others are checked.
+    json_please = {"Accept": "application/json"}
+    answers = await asyncio.gather(*(fetch(link, headers=json_please) for link in links))
+    assert sorted(answer.code for answer in answers) == [200] + [503] * 9
+    refused = [answer for answer in answers if answer.code == 503]
+    assert all(json.loads(answer.body)["reason"] == "budget_spent" for answer in refused)
+    found = await audit_rows("SELECT SUM(bytes_sent) AS sent FROM download_attempts")
+    assert found[0]["sent"] == size
