@@ -22,7 +22,7 @@ DOWNLOAD = func.coalesce(_attempts.c.method, "GET") != "HEAD"
 """A row of a GET: a HEAD never counts as a download (NULL is a GET, on rows older than 0003)."""
 
 
-def _sum(amount: ColumnElement[Any]) -> ColumnElement[int]:
+def total_of(amount: ColumnElement[Any]) -> ColumnElement[int]:
     """SUM(amount), 0 over no rows, typed as the whole number it is."""
     return type_coerce(func.coalesce(func.sum(amount), 0), Integer)
 
@@ -34,7 +34,7 @@ def completed_downloads(connection: Connection, issuance_id: int, file_size: int
     connection) counts once, when its pieces add up to the whole file.
     """
     sent = connection.execute(
-        select(_sum(_attempts.c.bytes_sent)).where(
+        select(total_of(_attempts.c.bytes_sent)).where(
             _attempts.c.issuance_id == issuance_id, _attempts.c.outcome.in_(COUNTED), DOWNLOAD
         )
     ).scalar_one()
@@ -62,8 +62,8 @@ def downloads_claimed(connection: Connection, attempt: Attempt, file_size: int) 
     )
     settled, running_here = connection.execute(
         select(
-            _sum(case((and_(~running, _attempts.c.outcome.in_(COUNTED)), _attempts.c.bytes_sent), else_=0)),
-            _sum(case((overlapping, 1), else_=0)),
+            total_of(case((and_(~running, _attempts.c.outcome.in_(COUNTED)), _attempts.c.bytes_sent), else_=0)),
+            total_of(case((overlapping, 1), else_=0)),
         ).where(_attempts.c.issuance_id == attempt.issuance_id, DOWNLOAD)
     ).one()
     return (int(settled) // file_size if file_size > 0 else 0) + int(running_here)
@@ -91,8 +91,8 @@ def traffic_since(
         conditions.append(~and_(_attempts.c.finished_at.is_(None), _attempts.c.id.in_(held_here)))
     month, day = connection.execute(
         select(
-            _sum(amount),
-            _sum(case((_attempts.c.started_at >= day_start, amount), else_=0)),
+            total_of(amount),
+            total_of(case((_attempts.c.started_at >= day_start, amount), else_=0)),
         ).where(*conditions)
     ).one()
     return int(month), int(day)

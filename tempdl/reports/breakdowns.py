@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import (
     BindParameter,
@@ -44,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement
 
+from tempdl.audit.counts import total_of
 from tempdl.audit.records import Outcome
 from tempdl.audit.statements import attempts as _attempts
 from tempdl.audit.statements import issuances as _issuances
@@ -102,11 +102,6 @@ DOWNLOAD = or_(_attempts.c.outcome != Outcome.OK, _attempts.c.bytes_sent > 0)
 """Attempts the reports count: all but an `ok` that sent nothing (a HEAD)."""
 
 
-def _sum(amount: ColumnElement[Any]) -> ColumnElement[int]:
-    """SUM(amount), 0 over no rows, typed as the whole number it is."""
-    return type_coerce(func.coalesce(func.sum(amount), 0), Integer)
-
-
 def _attempt_figures(*keys: ColumnElement) -> Select:
     """SELECT keys..., attempts, ok, partial, refused, bytes_sent FROM download_attempts."""
 
@@ -119,7 +114,7 @@ def _attempt_figures(*keys: ColumnElement) -> Select:
         count_of(Outcome.OK).label("ok"),
         count_of(Outcome.PARTIAL).label("partial"),
         count_of(*REFUSED_OUTCOMES).label("refused"),
-        _sum(_attempts.c.bytes_sent).label("bytes_sent"),
+        total_of(_attempts.c.bytes_sent).label("bytes_sent"),
     ).where(DOWNLOAD)
 
 
@@ -130,7 +125,7 @@ def attempt_cube(connection: Connection, period: Period) -> _Cube:
             type_coerce(func.coalesce(_attempts.c.file_id, literal(NONE_KEY)), String),
             type_coerce(_attempts.c.outcome, String),
             func.count(),
-            _sum(_attempts.c.bytes_sent),
+            total_of(_attempts.c.bytes_sent),
         )
         .where(*period.where(Unindexed(_attempts.c.started_at)), DOWNLOAD)
         .group_by(_attempts.c.file_id, _attempts.c.outcome)
