@@ -8,6 +8,7 @@ zero-width character pasted along, or a BOM at the front. All of these should st
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -40,6 +41,15 @@ def normalize_keyword(text: str) -> str:
     count as one space, and punctuation, symbols and spaces are trimmed from both ends. Inner
     punctuation stays: `C++` and `C#` remain different keywords from `C`.
     """
+    return _fold_short(text) if len(text) <= _CACHED_UP_TO else _fold(text)
+
+
+_CACHED_UP_TO = 64
+"""Characters of a text whose folding is remembered: followers send the same few keywords over and
+over, and a bound on both the count and the length keeps a flood of long messages from growing memory."""
+
+
+def _fold(text: str) -> str:
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
     visible = "".join(char for char in folded if not _is_invisible(char))
     collapsed = re.sub(r"\s+", " ", visible)
@@ -49,3 +59,6 @@ def normalize_keyword(text: str) -> str:
     while end > start and _is_edge_noise(collapsed[end - 1]):
         end -= 1
     return collapsed[start:end]
+
+
+_fold_short = functools.lru_cache(maxsize=2048)(_fold)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from tornado import httputil
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_VERDICTS_KEPT = 4096
 
 
 class TrustedProxies:
@@ -26,14 +27,21 @@ class TrustedProxies:
 
     def __init__(self, ranges: Iterable[str]) -> None:
         self.networks: tuple[Network, ...] = tuple(ipaddress.ip_network(item, strict=False) for item in ranges)
+        self._verdicts: dict[str, bool] = {}  # address -> trusted: parsing costs more than the request's routing
 
     def trusts(self, address: str) -> bool:
-        parsed = _parse(address)
-        return parsed is not None and any(parsed in network for network in self.networks)
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            parsed = _parse(address)
+            verdict = parsed is not None and any(parsed in network for network in self.networks)
+            if len(self._verdicts) >= _VERDICTS_KEPT:
+                self._verdicts.clear()  # a flood of distinct addresses costs a re-parse, never memory
+            self._verdicts[address] = verdict
+        return verdict
 
     def client_address(self, peer: str, headers: Mapping[str, str]) -> str:
         """The client's address as this server should believe it."""
-        if not self.trusts(peer):
+        if not self.networks or not self.trusts(peer):
             return peer
         forwarded = headers.get("X-Forwarded-For")
         if forwarded:

@@ -8,6 +8,7 @@ saved file still opens with the right program (`说明.pdf` → `download.pdf`).
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import re
 import unicodedata
@@ -17,6 +18,7 @@ FALLBACK_STEM = "download"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._()+ -]")
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of the few names on offer, asked on every download
 def content_disposition(name: str) -> str:
     """`attachment` with an ASCII `filename=` and, for other names, RFC 5987 `filename*=`."""
     fallback = ascii_file_name(name)
@@ -54,6 +56,7 @@ def _folds_to_ascii(text: str) -> bool:
     return all(character.isascii() or unicodedata.combining(character) for character in folded)
 
 
+@functools.lru_cache(maxsize=256)
 def content_type(name: str) -> str:
     """The type a file name suggests; `application/octet-stream` for compressed or unknown ones."""
     mime_type, encoding = mimetypes.guess_type(name)

@@ -39,3 +39,20 @@ def test_cidr_ranges_and_chains_of_proxies():
 
 def test_nothing_trusted_believes_no_header():
     assert TrustedProxies(()).client_address("127.0.0.1", {"X-Real-IP": "203.0.113.5"}) == "127.0.0.1"
+
+
+def test_remembered_verdicts_are_the_same_answers():
+    proxies = TrustedProxies(["10.0.0.0/8"])
+    forwarded = {"X-Forwarded-For": "203.0.113.9, 10.1.1.1"}
+    first = [proxies.client_address(peer, forwarded) for peer in ("10.2.3.4", "192.0.2.1", "::ffff:10.2.3.4")]
+    again = [proxies.client_address(peer, forwarded) for peer in ("10.2.3.4", "192.0.2.1", "::ffff:10.2.3.4")]
+    assert first == again == ["203.0.113.9", "192.0.2.1", "203.0.113.9"]
+
+
+def test_a_flood_of_addresses_does_not_grow_the_memory_without_bound():
+    proxies = TrustedProxies(["10.0.0.0/8"])
+    for n in range(10_000):
+        proxies.trusts(f"192.0.{n // 256 % 256}.{n % 256}")
+        proxies.trusts(f"garbage-{n}")
+    assert len(proxies._verdicts) <= 4096
+    assert proxies.trusts("10.9.9.9") and not proxies.trusts("garbage-1")
