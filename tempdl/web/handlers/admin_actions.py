@@ -13,8 +13,6 @@ import functools
 import json
 import logging
 
-import segno
-
 from tempdl.errors import AuditUnavailable
 from tempdl.links import refusals
 from tempdl.links.catalog import OfferedFile
@@ -34,6 +32,8 @@ QR_OPTIONS = {"scale": 4, "border": 2, "dark": "#111", "light": "#fff", "title":
 
 def qr_svg(url: str) -> str:
     """The link as an inline SVG QR code, drawn here: no outside service sees the link."""
+    import segno  # on the first admin link only: a serving process need not carry it (1 MiB)
+
     return segno.make(url, error="m").svg_inline(**QR_OPTIONS)
 
 
