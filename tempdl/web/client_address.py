@@ -55,7 +55,7 @@ class TrustedProxies:
                     break
             return client
         real_ip = (headers.get("X-Real-IP") or "").strip()
-        return real_ip if _parse(real_ip) is not None else peer
+        return real_ip if real_ip and _parse(real_ip) is not None else peer
 
 
 def _parse(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

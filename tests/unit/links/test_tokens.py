@@ -92,3 +92,17 @@ def test_a_bad_token_is_refused_every_time_it_comes_back():
 def test_a_signer_needs_a_key():
     with pytest.raises(ValueError, match="at least one secret key"):
         LinkSigner([])
+
+
+def test_tokens_are_itsdangerous_own_both_ways_across_key_rotation():
+    """The signer made once per process signs and reads exactly what itsdangerous does."""
+    rotated = LinkSigner(["old-key", "new-key"])
+    plain_new = URLSafeTimedSerializer(["new-key"], salt=DOWNLOAD_SALT)
+    plain_old = URLSafeTimedSerializer(["old-key"], salt=DOWNLOAD_SALT)
+    for issuance_id in (1, 2, 99):
+        token = rotated.sign(issuance_id)
+        assert plain_new.loads(token) == issuance_id  # signed with the last key, every time
+        assert rotated.read(plain_old.dumps(issuance_id)).issuance_id == issuance_id
+        assert rotated.read(plain_new.dumps(issuance_id)).issuance_id == issuance_id
+    with pytest.raises(LinkInvalid):
+        rotated.read(URLSafeTimedSerializer(["other-key"], salt=DOWNLOAD_SALT).dumps(5))
