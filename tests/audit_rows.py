@@ -10,7 +10,7 @@ import datetime
 
 from sqlalchemy import Engine, insert
 
-from tempdl.audit.tables import DownloadAttempt, Issuance
+from tempdl.audit.tables import download_attempts, issuances
 
 ALICE = "oyORnuP8q7ou2gfYjqLzSIWZf0rs"
 BOB = "oBobxQ2mZr81kLpW4fUcN7HsT0aa"
@@ -45,7 +45,7 @@ ATTEMPTS = [
 def write_hand_built_history(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(
-            insert(Issuance.__table__),
+            insert(issuances),
             [
                 {
                     "id": issuance_id,
@@ -59,7 +59,7 @@ def write_hand_built_history(engine: Engine) -> None:
             ],
         )
         connection.execute(
-            insert(DownloadAttempt.__table__),
+            insert(download_attempts),
             [
                 {
                     "issuance_id": issuance_id,

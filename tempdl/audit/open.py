@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from tempdl.audit.engine import alembic_config, integrity_problem, make_engine, upgrade, upgrade_in_child_process
 from tempdl.audit.log import AuditLog
-from tempdl.audit.tables import DownloadAttempt
+from tempdl.audit.tables import download_attempts
 from tempdl.errors import CommandError
 
 
@@ -59,7 +59,7 @@ def open_for_reports(database_url: str) -> Engine | None:
     if is_file and not Path(str(url.database)).is_file():
         return None
     engine = make_engine(database_url)
-    if not inspect(engine).has_table(DownloadAttempt.__tablename__):
+    if not inspect(engine).has_table(download_attempts.name):
         engine.dispose()
         return None
     return engine

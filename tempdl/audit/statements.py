@@ -8,16 +8,14 @@ of `Attempt.row()`, and the `bindparam` names below.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from tempdl.audit.records import Attempt
-from tempdl.audit.tables import DownloadAttempt, HealthCheck, Issuance
-
-issuances = cast(Table, Issuance.__table__)  # typed as a FromClause by the ORM
-attempts = cast(Table, DownloadAttempt.__table__)
-health_checks = cast(Table, HealthCheck.__table__)
+from tempdl.audit.tables import download_attempts as attempts
+from tempdl.audit.tables import health_checks as health_checks  # re-exported, with the two below
+from tempdl.audit.tables import issuances
 
 ISSUANCE_COLUMNS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")
 ATTEMPT_COLUMNS = tuple(column.name for column in attempts.columns if column.name != "id")

@@ -11,10 +11,8 @@ import datetime
 from sqlalchemy import Engine, func, select
 
 from tempdl.audit.records import IssuanceRecord
-from tempdl.audit.tables import DownloadAttempt, Issuance
-
-_attempts = DownloadAttempt.__table__
-_issuances = Issuance.__table__
+from tempdl.audit.statements import attempts as _attempts
+from tempdl.audit.statements import issuances as _issuances
 
 
 def recent_issuances(engine: Engine, limit: int) -> list[IssuanceRecord]:

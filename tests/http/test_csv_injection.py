@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from tempdl.audit.tables import DownloadAttempt, Issuance
+from tempdl.audit.tables import download_attempts, issuances
 from tests.support import env_without_tempdl
 
 PASSWORD = "csv-injection-test"
@@ -43,7 +43,7 @@ def hostile_history(audit):
     with audit.engine.begin() as connection:
         for number, recipient in enumerate(HOSTILE, start=1):
             connection.execute(
-                insert(Issuance.__table__).values(
+                insert(issuances).values(
                     id=number,
                     created_at=created,
                     expires_at=created + datetime.timedelta(minutes=10),
@@ -53,7 +53,7 @@ def hostile_history(audit):
                 )
             )
             connection.execute(
-                insert(DownloadAttempt.__table__).values(
+                insert(download_attempts).values(
                     issuance_id=number,
                     file_id="hello.txt",
                     started_at=created,

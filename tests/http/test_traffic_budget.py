@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from tempdl.audit.tables import DownloadAttempt
+from tempdl.audit.tables import download_attempts
 from tests.support import env_without_tempdl, reply_content, rows, text_message
 
 HELLO = len("Hello 你好\n".encode())  # hello.txt: 13 bytes
@@ -38,7 +38,7 @@ def write_attempt(audit, started_at: datetime.datetime, *, sent: int = 0, reserv
     """A finished download of `sent` bytes, or (with `reserved`) one still running that asked for that many."""
     with audit.engine.begin() as connection:
         connection.execute(
-            insert(DownloadAttempt.__table__).values(
+            insert(download_attempts).values(
                 file_id="hello",
                 started_at=started_at,
                 finished_at=None if reserved else started_at,

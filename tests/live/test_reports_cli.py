@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import insert
 
 from tempdl.audit.engine import make_engine, upgrade
-from tempdl.audit.tables import DownloadAttempt, Issuance
+from tempdl.audit.tables import download_attempts, issuances
 from tests.audit_rows import ALICE, write_hand_built_history
 from tests.support import env_without_tempdl, rows
 
@@ -147,7 +147,7 @@ def _aged_history(database: Path) -> None:
     engine = make_engine(f"sqlite:///{database}")
     with engine.begin() as connection:
         connection.execute(
-            insert(Issuance.__table__),
+            insert(issuances),
             [
                 {"id": 1, "created_at": old, "expires_at": old, "file_id": "a", "recipient": ALICE, "channel": "cli"},
                 {"id": 2, "created_at": old, "expires_at": old, "file_id": "a", "recipient": ALICE, "channel": "cli"},
@@ -157,7 +157,7 @@ def _aged_history(database: Path) -> None:
         )
         attempt = {"file_id": "a", "outcome": "ok", "http_status": 200, "bytes_sent": 1}
         connection.execute(
-            insert(DownloadAttempt.__table__),
+            insert(download_attempts),
             [
                 {**attempt, "issuance_id": 1, "started_at": old},
                 {**attempt, "issuance_id": None, "started_at": old, "outcome": "bad", "http_status": 403},

@@ -1,7 +1,8 @@
 """A serving process imports only what serving needs: every module costs resident memory.
 
 Alembic and Mako load in the forked migration child, prometheus_client on the first /metrics,
-segno on the first admin link, and each CLI command's module only when it is the command run.
+segno on the first admin link, the ORM never (the tables are Core), and each CLI command's
+module only when it is the command run.
 The check runs in a fresh interpreter, importing what `python server.py serve` imports.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 NOT_FOR_SERVING = (
     "alembic",
+    "sqlalchemy.orm",
     "mako",
     "prometheus_client",
     "segno",

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from tempdl.audit.engine import alembic_config, make_engine, upgrade
-from tempdl.audit.tables import Base
+from tempdl.audit.tables import metadata
 from tests.audit_rows import write_hand_built_history
 from tests.support import rows
 
@@ -24,7 +24,7 @@ def test_models_and_migrations_describe_the_same_schema(empty_database: str):
     engine = make_engine(empty_database)
     upgrade(engine)
     with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
     engine.dispose()
     assert differences == []
 

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from tempdl.audit.engine import JOURNAL_SIZE_LIMIT_BYTES, make_engine, upgrade
-from tempdl.audit.tables import Base
+from tempdl.audit.tables import metadata
 
 pytestmark = pytest.mark.both_databases
 
@@ -26,7 +26,7 @@ def test_migrations_match_the_models(engine):
     upgrade(engine)
     upgrade(engine)  # idempotent
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
 
 
 def test_tables_have_the_columns_of_the_spec(engine):
@@ -97,6 +97,6 @@ def test_servers_starting_together_migrate_one_at_a_time(empty_database):
     engine = make_engine(empty_database)
     try:
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     finally:
         engine.dispose()
