@@ -1,6 +1,6 @@
 """The audit store: the only code that writes `issuances` and `download_attempts` rows.
 
-Every write is one short transaction through SQLAlchemy Core (no ORM on the hot path); the hot
+Every write is one short transaction through SQLAlchemy Core (no ORM anywhere); the hot
 statements are those of `tempdl.audit.statements`, which on SQLite run through the sqlite3 fast
 path instead. How the methods run (the audit thread, inline, group commit) is `AuditRunner`'s job.
 """
