@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, MetaData, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tempdl.audit.records import USER_AGENT_MAX, Outcome
@@ -130,3 +130,71 @@ class HealthCheck(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     checked_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+
+
+# --- report rollups (migration 0005; maintained by tempdl.audit.rollups) --------------------------
+# Per local day (the report time zone of `rollup_state.zone`), the sums of every row whose id is
+# at most the state's watermarks. Clustered on their keys (WITHOUT ROWID on SQLite): a report
+# reads a day range, or one recipient after another, straight off the table.
+
+ROLLUP_TABLE_ARGS = {"sqlite_with_rowid": False}
+
+
+class RollupState(Base):
+    """The one row saying what the daily tables hold: the zone their days were cut in, and the
+    ids up to which attempts and issuances are in them. `version` grows with every change, so a
+    writer that read an older one knows someone else moved the tables in between."""
+
+    __tablename__ = "rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    zone: Mapped[str] = mapped_column(String(64))
+    attempts_through: Mapped[int] = mapped_column(BigInteger)
+    issuances_through: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+
+
+class DailyTraffic(Base):
+    """Attempts per (day, file, outcome): those the reports count, their bytes, and the uncounted
+    ones (an `ok` that sent nothing: a HEAD), which only make a day active."""
+
+    __tablename__ = "daily_traffic"
+    __table_args__ = ROLLUP_TABLE_ARGS
+
+    day: Mapped[datetime.date] = mapped_column(Date, primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(128), primary_key=True)  # '-' for none
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    attempts: Mapped[int] = mapped_column(BigInteger)
+    bytes_sent: Mapped[int] = mapped_column(BigInteger)
+    uncounted: Mapped[int] = mapped_column(BigInteger)
+
+
+class DailyLinks(Base):
+    """Issuances per (day created, file), and how many of them have a counted `ok` download."""
+
+    __tablename__ = "daily_links"
+    __table_args__ = ROLLUP_TABLE_ARGS
+
+    day: Mapped[datetime.date] = mapped_column(Date, primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    links_issued: Mapped[int] = mapped_column(BigInteger)
+    links_downloaded: Mapped[int] = mapped_column(BigInteger)
+
+
+class DailyRecipient(Base):
+    """Per (recipient, day): links issued that day (`links_named`: those whose recipient was not
+    NULL, which `-` also stands for) and the counted attempts that started that day on their links."""
+
+    __tablename__ = "daily_recipients"
+    __table_args__ = ROLLUP_TABLE_ARGS
+
+    recipient: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[datetime.date] = mapped_column(Date, primary_key=True)
+    links_issued: Mapped[int] = mapped_column(BigInteger)
+    links_named: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(BigInteger)
+    ok: Mapped[int] = mapped_column(BigInteger)
+    partial: Mapped[int] = mapped_column(BigInteger)
+    refused: Mapped[int] = mapped_column(BigInteger)
+    bytes_sent: Mapped[int] = mapped_column(BigInteger)

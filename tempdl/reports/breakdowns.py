@@ -44,12 +44,11 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement
 
 from tempdl.audit.counts import total_of
-from tempdl.audit.records import Outcome
+from tempdl.audit.records import REFUSED_OUTCOMES, Outcome
 from tempdl.audit.statements import attempts as _attempts
 from tempdl.audit.statements import issuances as _issuances
 from tempdl.reports.period import Period, Unindexed, local_midnight
 
-REFUSED_OUTCOMES = (Outcome.EXPIRED, Outcome.BAD, Outcome.REVOKED, Outcome.LIMITED, Outcome.NOT_FOUND)
 OTHER_OUTCOMES = (Outcome.NOT_MODIFIED, Outcome.LANDING)  # answered, but no file was asked for
 NONE_KEY = "-"
 
