@@ -32,6 +32,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, delete, func, inspect, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from tempdl.audit.rollup_sums import DOWNLOADED, Block, DaySums, block_sums
 from tempdl.audit.statements import attempts as _attempts
@@ -110,9 +111,15 @@ def _targets(connection: Connection, state: State, now: datetime.datetime) -> tu
     """How far the watermarks may move now: to the latest row older than `GUARD`, and for
     attempts to just below the first one still running."""
     cutoff = now - GUARD
-    attempt = connection.execute(
-        select(_attempts.c.id).where(_attempts.c.started_at < cutoff).order_by(_attempts.c.started_at.desc()).limit(1)
-    ).scalar()
+    # any row older than the cutoff will do (every smaller id was taken before it was written);
+    # the largest id of the last hour's rows goes furthest, at the price of an hour's index range
+    latest = select(_attempts.c.id).where(_attempts.c.started_at < cutoff).order_by(_attempts.c.started_at.desc())
+    last_hour = select(func.max(_attempts.c.id)).where(
+        _attempts.c.started_at >= cutoff - datetime.timedelta(hours=1), _attempts.c.started_at < cutoff
+    )
+    attempt = max(
+        connection.execute(latest.limit(1)).scalar() or 0, connection.execute(last_hour).scalar() or 0
+    )
     running = connection.execute(select(func.min(_attempts.c.id)).where(_attempts.c.finished_at.is_(None))).scalar()
     attempts_to = attempt or 0
     if running is not None:
@@ -279,3 +286,23 @@ def after_prune(connection: Connection, hold: PruneHold, cutoff: datetime.dateti
     if not _move(connection, state, now, attempts_through=attempts_to, issuances_through=issuances_to):
         raise RuntimeError("the rollup state moved while a prune held it locked")
 
+
+
+def bring_up_to_date(engine: Engine, zone: str, now: datetime.datetime | None = None) -> Extension | None:
+    """Build or extend the rollups in `zone` (the first build of a big history takes a while) and
+    log one line saying what was done; None, with a warning, when the database refused."""
+    try:
+        done = extend(engine, zone, now or datetime.datetime.now(datetime.UTC))
+    except DBAPIError as error:
+        log.warning("event=rollups_not_extended error=%s", str(getattr(error, "orig", error)).splitlines()[0])
+        return None
+    log.info("%s zone=%s", done, zone)
+    return done
+
+
+def bring_up_to_date_in_background(engine: Engine, zone: str) -> threading.Thread:
+    """`bring_up_to_date` on a thread of its own: a server starts answering at once; reports
+    read the audit tables until the rollups are built."""
+    thread = threading.Thread(target=bring_up_to_date, args=(engine, zone), name="tempdl-rollups", daemon=True)
+    thread.start()
+    return thread
