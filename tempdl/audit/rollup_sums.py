@@ -19,9 +19,9 @@ import datetime
 import zoneinfo
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, case, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, case, exists, func, literal, or_, select
 
 from tempdl.audit.counts import total_of
 from tempdl.audit.records import REFUSED_OUTCOMES, Outcome
@@ -76,6 +76,15 @@ class DaySums:
         return found | {day for _, day in self.recipients}
 
 
+def _rows(connection: Connection, query: Select[Any]) -> list[Any]:
+    return list(connection.execute(query))
+
+
+def local_day(moment: Any, zone: zoneinfo.ZoneInfo) -> Day:
+    """The local day of an aware timestamp the database handed back."""
+    return cast(datetime.datetime, moment).astimezone(zone).date()
+
+
 class _Ids:
     """The id range of one table in a block, and which index should drive statements over it."""
 
@@ -107,19 +116,19 @@ def _active_days(connection: Connection, ids: _Ids, moment: ColumnElement, zone:
     ).one()
     if first is None:
         return []
-    first_day, last_day = first.astimezone(zone).date(), last.astimezone(zone).date()
+    first_day, last_day = local_day(first, zone), local_day(last, zone)
     if (last_day - first_day).days <= SPAN_DAYS:
         return [first_day + datetime.timedelta(days=offset) for offset in range((last_day - first_day).days + 1)]
     days, day = [], first_day
     while True:
         days.append(day)
         after_day = local_midnight(day + datetime.timedelta(days=1), zone)
-        following = connection.execute(
+        following: datetime.datetime | None = connection.execute(
             select(func.min(ids.time(moment))).where(*ids.where(), ids.time(moment) >= after_day, moment <= last)
         ).scalar_one()
         if following is None:
             return days
-        day = following.astimezone(zone).date()
+        day = local_day(following, zone)
 
 
 def _runs(days: list[Day]) -> Iterator[list[Day]]:
@@ -168,8 +177,8 @@ def _add_attempts(connection: Connection, sums: DaySums, ids: _Ids, run: list[Da
         total_of(traffic.c.sent),
         func.count(),
     ).group_by(traffic.c.day, traffic.c.file_id, traffic.c.outcome)
-    for number, file_id, outcome, counted, sent, every in connection.execute(query):
-        sums.add(sums.traffic, (run[number], file_id, outcome), (counted, sent, every - counted))
+    for number, file_id, outcome, counted, sent, every in _rows(connection, query):
+        sums.add(sums.traffic, (run[int(number)], file_id, outcome), (counted, sent, every - counted))
     per_recipient = (
         select(
             day,
@@ -194,8 +203,8 @@ def _add_attempts(connection: Connection, sums: DaySums, ids: _Ids, run: list[Da
         count_of(*REFUSED_OUTCOMES),
         total_of(per_recipient.c.sent),
     ).group_by(per_recipient.c.day, per_recipient.c.recipient)
-    for number, recipient, *figures in connection.execute(query):
-        sums.add(sums.recipients, (recipient, run[number]), figures, at=2, width=7)
+    for number, recipient, *figures in _rows(connection, query):
+        sums.add(sums.recipients, (recipient, run[int(number)]), figures, at=2, width=7)
 
 
 def _add_issuances(
@@ -214,8 +223,8 @@ def _add_issuances(
     query = select(links.c.day, links.c.file_id, func.count(), total_of(links.c.downloaded)).group_by(
         links.c.day, links.c.file_id
     )
-    for number, file_id, issued, downloaded in connection.execute(query):
-        sums.add(sums.links, (run[number], file_id), (issued, downloaded))
+    for number, file_id, issued, downloaded in _rows(connection, query):
+        sums.add(sums.links, (run[int(number)], file_id), (issued, downloaded))
     named = (
         select(
             day,
@@ -228,8 +237,8 @@ def _add_issuances(
     query = select(named.c.day, named.c.recipient, func.count(), total_of(named.c.named)).group_by(
         named.c.day, named.c.recipient
     )
-    for number, recipient, issued, with_name in connection.execute(query):
-        sums.add(sums.recipients, (recipient, run[number]), (issued, with_name), width=7)
+    for number, recipient, issued, with_name in _rows(connection, query):
+        sums.add(sums.recipients, (recipient, run[int(number)]), (issued, with_name), width=7)
 
 
 def _add_first_downloads(connection: Connection, sums: DaySums, block: Block, zone: zoneinfo.ZoneInfo) -> None:
@@ -250,8 +259,8 @@ def _add_first_downloads(connection: Connection, sums: DaySums, block: Block, zo
         earlier.c.id <= block.attempts_after,
     )
     query = select(_issuances.c.created_at, _issuances.c.file_id).where(_issuances.c.id.in_(newly), ~exists(before))
-    for created, file_id in connection.execute(query):
-        sums.add(sums.links, (created.astimezone(zone).date(), file_id), (0, 1))
+    for created, file_id in _rows(connection, query):
+        sums.add(sums.links, (local_day(created, zone), file_id), (0, 1))
 
 
 def block_sums(

@@ -117,9 +117,7 @@ def _targets(connection: Connection, state: State, now: datetime.datetime) -> tu
     last_hour = select(func.max(_attempts.c.id)).where(
         _attempts.c.started_at >= cutoff - datetime.timedelta(hours=1), _attempts.c.started_at < cutoff
     )
-    attempt = max(
-        connection.execute(latest.limit(1)).scalar() or 0, connection.execute(last_hour).scalar() or 0
-    )
+    attempt = max(connection.execute(latest.limit(1)).scalar() or 0, connection.execute(last_hour).scalar() or 0)
     running = connection.execute(select(func.min(_attempts.c.id)).where(_attempts.c.finished_at.is_(None))).scalar()
     attempts_to = attempt or 0
     if running is not None:
@@ -210,7 +208,11 @@ def extend(engine: Engine, zone: str | None, now: datetime.datetime, *, wait: bo
             assert block.attempts_through is not None and block.issuances_through is not None
             with engine.begin() as writing:
                 if _move(
-                    writing, state, now, attempts_through=block.attempts_through, issuances_through=block.issuances_through
+                    writing,
+                    state,
+                    now,
+                    attempts_through=block.attempts_through,
+                    issuances_through=block.issuances_through,
                 ):
                     add_sums(writing, sums)
                     done.attempts += block.attempts_through - block.attempts_after
@@ -243,7 +245,7 @@ def hold_for_prune(connection: Connection, cutoff: datetime.datetime) -> PruneHo
         return PruneHold(state, frozenset())
     zone = zoneinfo.ZoneInfo(state.zone)
     after_cut = local_midnight(cutoff.astimezone(zone).date() + datetime.timedelta(days=1), zone)
-    created = connection.execute(
+    created: Iterable[datetime.datetime] = connection.execute(
         select(_issuances.c.created_at)
         .select_from(_attempts.join(_issuances, _issuances.c.id == _attempts.c.issuance_id))
         .where(
@@ -285,7 +287,6 @@ def after_prune(connection: Connection, hold: PruneHold, cutoff: datetime.dateti
     add_sums(connection, sums)
     if not _move(connection, state, now, attempts_through=attempts_to, issuances_through=issuances_to):
         raise RuntimeError("the rollup state moved while a prune held it locked")
-
 
 
 def bring_up_to_date(engine: Engine, zone: str, now: datetime.datetime | None = None) -> Extension | None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import datetime
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, func, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, func, select
 
 from tempdl.audit import rollups
 from tempdl.audit.rollup_sums import NONE_KEY, Block, DaySums, block_sums
@@ -56,6 +56,10 @@ def open_rolled(connection: Connection, zone: zoneinfo.ZoneInfo | None) -> Rolle
     return Rolled(connection, state, block_sums(connection, block, zoneinfo.ZoneInfo(state.zone)))
 
 
+def _rows(rolled: Rolled, query: Select[Any]) -> list[Any]:
+    return list(rolled.connection.execute(query))
+
+
 def _days(table: Table, period: Period) -> list[ColumnElement[bool]]:
     conditions = []
     if period.since is not None:
@@ -82,7 +86,7 @@ def cube(rolled: Rolled, period: Period) -> _Cube:
         .where(*_days(traffic, period))
         .group_by(traffic.c.file_id, traffic.c.outcome)
     )
-    for file_id, outcome, count, sent in rolled.connection.execute(query):
+    for file_id, outcome, count, sent in _rows(rolled, query):
         DaySums.add(found, (file_id, outcome), (count, sent))
     for (day, file_id, outcome), (count, sent, _uncounted) in rolled.live.traffic.items():
         if _in(period, day):
@@ -100,7 +104,7 @@ def _links(rolled: Rolled, period: Period) -> dict[str, list[int]]:
         .where(*_days(links, period))
         .group_by(links.c.file_id)
     )
-    for file_id, issued, downloaded in rolled.connection.execute(query):
+    for file_id, issued, downloaded in _rows(rolled, query):
         DaySums.add(found, file_id, (issued, downloaded))
     for (day, file_id), figures in rolled.live.links.items():
         if _in(period, day):
@@ -116,7 +120,9 @@ def _distinct_recipients(rolled: Rolled, period: Period) -> int:
     ).scalar_one()
     live = {name for (name, day), figures in rolled.live.recipients.items() if figures[1] > 0 and _in(period, day)}
     if live:
-        known = rolled.connection.execute(named.where(table.c.recipient.in_(sorted(live))).distinct()).scalars()
+        known: Iterable[str] = rolled.connection.execute(
+            named.where(table.c.recipient.in_(sorted(live))).distinct()
+        ).scalars()
         live -= set(known)
     return int(count) + len(live)
 
@@ -146,7 +152,7 @@ def by_recipient(rolled: Rolled, period: Period) -> list[BreakdownRow]:
     names = ("links_issued", "attempts", "ok", "partial", "refused", "bytes_sent")
     found: dict[str, list[int]] = {}
     query = select(table.c.recipient, *_summed(table, names)).where(*_days(table, period)).group_by(table.c.recipient)
-    for recipient, *figures in rolled.connection.execute(query):
+    for recipient, *figures in _rows(rolled, query):
         DaySums.add(found, recipient or NONE_KEY, figures)
     for (recipient, day), (issued, _named, *figures) in rolled.live.recipients.items():
         if _in(period, day):
@@ -160,21 +166,24 @@ def by_day(rolled: Rolled, period: Period) -> list[BreakdownRow]:
     traffic, links = rollups.traffic_table, rollups.links_table
     per_day: dict[datetime.date, dict[str, list[int]]] = {}
     issued: dict[datetime.date, int] = {}
-    active: set[datetime.date] = set()
     query = (
         select(traffic.c.day, traffic.c.outcome, *_summed(traffic, ("attempts", "bytes_sent", "uncounted")))
         .where(*_days(traffic, period))
         .group_by(traffic.c.day, traffic.c.outcome)
     )
-    stored = [(day, outcome, figures) for day, outcome, *figures in rolled.connection.execute(query)]
-    live = [(day, outcome, figures) for (day, _file, outcome), figures in rolled.live.traffic.items()]
-    for day, outcome, figures in stored + [entry for entry in live if _in(period, entry[0])]:
-        DaySums.add(per_day.setdefault(day, {}), outcome, figures)
-    query = select(links.c.day, func.sum(links.c.links_issued)).where(*_days(links, period)).group_by(links.c.day)
-    stored_links = list(rolled.connection.execute(query))
-    for day, count in stored_links + [(day, figures[0]) for (day, _), figures in rolled.live.links.items()]:
+    entries: list[tuple[datetime.date, str, Sequence[int]]] = [
+        (day, outcome, figures) for day, outcome, *figures in _rows(rolled, query)
+    ]
+    entries += [(day, outcome, figures) for (day, _file, outcome), figures in rolled.live.traffic.items()]
+    for day, outcome, figures in entries:
         if _in(period, day):
-            issued[day] = issued.get(day, 0) + int(count)
+            DaySums.add(per_day.setdefault(day, {}), outcome, figures)
+    query = select(links.c.day, func.sum(links.c.links_issued)).where(*_days(links, period)).group_by(links.c.day)
+    counts: list[tuple[datetime.date, int]] = [(day, int(count)) for day, count in _rows(rolled, query)]
+    counts += [(day, figures[0]) for (day, _), figures in rolled.live.links.items()]
+    for day, count in counts:
+        if _in(period, day):
+            issued[day] = issued.get(day, 0) + count
     active = {day for day, outcomes in per_day.items() if any(sum(figures) for figures in outcomes.values())}
     active |= {day for day, count in issued.items() if count}
     first = period.since or (min(active) if active else None)

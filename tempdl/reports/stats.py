@@ -24,6 +24,7 @@ from tempdl.audit import rollups
 from tempdl.audit.engine import waiting_until
 from tempdl.audit.statements import attempts as _attempts
 from tempdl.audit.statements import issuances as _issuances
+from tempdl.reports import rolled
 from tempdl.reports.breakdowns import (
     BreakdownRow,
     Totals,
@@ -34,7 +35,6 @@ from tempdl.reports.breakdowns import (
     by_recipient,
     totals_of,
 )
-from tempdl.reports import rolled
 from tempdl.reports.period import Period
 from tempdl.reports.rolled import Rolled
 from tempdl.timeutil import utc_now

@@ -145,7 +145,7 @@ def rows_in(engine, table: str) -> int:
         return connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_rollups_give_the_figures_of_the_plain_queries(engine, seed):
     rng = random.Random(seed)
     write_history(engine, rng, issuances=120, attempts=500, low=START, high=NOW + datetime.timedelta(minutes=3))
@@ -205,7 +205,9 @@ def test_a_running_download_holds_the_watermark(engine):
 
 def test_rows_of_the_last_minutes_stay_live(engine):
     rng = random.Random(8)
-    write_history(engine, rng, issuances=10, attempts=40, low=START, high=NOW - datetime.timedelta(hours=1), disorder=False)
+    write_history(
+        engine, rng, issuances=10, attempts=40, low=START, high=NOW - datetime.timedelta(hours=1), disorder=False
+    )
     write_history(engine, rng, issuances=3, attempts=5, low=NOW - datetime.timedelta(minutes=4), high=NOW)
     with engine.begin() as connection:
         connection.execute(update(attempts_table).values(finished_at=NOW))
