@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import zoneinfo
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, Table, func, select
@@ -41,6 +41,7 @@ class Rolled:
     connection: Connection
     state: rollups.State
     live: DaySums
+    recipients: dict[Period, dict[str, list[int]]] = field(default_factory=dict)
 
 
 def open_rolled(connection: Connection, zone: zoneinfo.ZoneInfo | None) -> Rolled | None:
@@ -112,7 +113,30 @@ def _links(rolled: Rolled, period: Period) -> dict[str, list[int]]:
     return found
 
 
+def _recipient_sums(rolled: Rolled, period: Period) -> dict[str, list[int]]:
+    """recipient (`-` for NULL) -> [issued, named, attempts, ok, partial, refused, bytes] in the period."""
+    if period in rolled.recipients:
+        return rolled.recipients[period]
+    table = rollups.recipients_table
+    found: dict[str, list[int]] = {}
+    query = (
+        select(table.c.recipient, *_summed(table, rollups.DAILY_TABLES["recipients"][2]))
+        .where(*_days(table, period))
+        .group_by(table.c.recipient)
+    )
+    for recipient, *figures in _rows(rolled, query):
+        found[recipient] = [int(figure) for figure in figures]
+    for (recipient, day), figures in rolled.live.recipients.items():
+        if _in(period, day):
+            DaySums.add(found, recipient, figures)
+    rolled.recipients[period] = found
+    return found
+
+
 def _distinct_recipients(rolled: Rolled, period: Period) -> int:
+    """Recipients (not NULL) of the links created in the period."""
+    if period in rolled.recipients:  # summed already: count them there
+        return sum(1 for figures in rolled.recipients[period].values() if figures[1] > 0)
     table = rollups.recipients_table
     named = select(table.c.recipient).where(*_days(table, period), table.c.links_named > 0)
     count = rolled.connection.execute(
@@ -120,10 +144,8 @@ def _distinct_recipients(rolled: Rolled, period: Period) -> int:
     ).scalar_one()
     live = {name for (name, day), figures in rolled.live.recipients.items() if figures[1] > 0 and _in(period, day)}
     if live:
-        known: Iterable[str] = rolled.connection.execute(
-            named.where(table.c.recipient.in_(sorted(live))).distinct()
-        ).scalars()
-        live -= set(known)
+        known = named.where(table.c.recipient.in_(sorted(live))).distinct()
+        live -= {name for (name,) in _rows(rolled, known)}
     return int(count) + len(live)
 
 
@@ -148,17 +170,15 @@ def by_file(rolled: Rolled, period: Period, found: _Cube) -> list[BreakdownRow]:
 
 
 def by_recipient(rolled: Rolled, period: Period) -> list[BreakdownRow]:
-    table = rollups.recipients_table
-    names = ("links_issued", "attempts", "ok", "partial", "refused", "bytes_sent")
-    found: dict[str, list[int]] = {}
-    query = select(table.c.recipient, *_summed(table, names)).where(*_days(table, period)).group_by(table.c.recipient)
-    for recipient, *figures in _rows(rolled, query):
-        DaySums.add(found, recipient or NONE_KEY, figures)
-    for (recipient, day), (issued, _named, *figures) in rolled.live.recipients.items():
-        if _in(period, day):
-            DaySums.add(found, recipient or NONE_KEY, (issued, *figures))
-    rows = [BreakdownRow(key, *figures) for key, figures in found.items() if figures[0] or figures[1]]
-    return ranked(rows)
+    rows: dict[str, BreakdownRow] = {}
+    for recipient, (issued, _named, *figures) in _recipient_sums(rolled, period).items():
+        if issued or figures[0]:
+            key = recipient or NONE_KEY  # '' and NULL are both shown as '-'
+            row = rows.setdefault(key, BreakdownRow(key))
+            row.links_issued += issued
+            for name, figure in zip(("attempts", "ok", "partial", "refused", "bytes_sent"), figures, strict=True):
+                setattr(row, name, getattr(row, name) + figure)
+    return ranked(rows.values())
 
 
 def by_day(rolled: Rolled, period: Period) -> list[BreakdownRow]:

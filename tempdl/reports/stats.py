@@ -165,13 +165,14 @@ def build_report(
     all_time = period.since is None and period.until is None
     with _reading(engine, None if all_time and by != "day" else period.zone, use_rollups, now) as figures:
         cube = figures.cube(period)
+        recipients = figures.by_recipient(period) if by == "recipient" else []  # first: totals count them then
         totals = figures.totals(period, cube)
         if by == "day":
             rows = figures.by_day(period)
         elif by == "file":
             rows = figures.by_file(period, cube)
         elif by == "recipient":
-            rows = figures.by_recipient(period)
+            rows = recipients
         else:
             rows = by_outcome(cube)
     return Report(period, by, totals, rows)
