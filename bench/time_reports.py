@@ -140,12 +140,12 @@ def main() -> int:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(1200):  # a big file: the start-up integrity check reads all of it
             try:
                 urllib.request.urlopen(base + "/healthz", timeout=1)
                 break
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.25)
         authorization = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
 
         def get(path: str) -> Callable[[], object]:

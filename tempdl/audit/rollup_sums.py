@@ -116,7 +116,10 @@ def _active_days(connection: Connection, ids: _Ids, moment: ColumnElement, zone:
     ).one()
     if first is None:
         return []
-    first_day, last_day = local_day(first, zone), local_day(last, zone)
+    # a day either side: the runs' bounds come from `local_midnight`, which for a midnight that
+    # does not exist (a DST change at 00:00) may disagree with `astimezone` by a few hours
+    first_day = local_day(first, zone) - datetime.timedelta(days=1)
+    last_day = local_day(last, zone) + datetime.timedelta(days=1)
     if (last_day - first_day).days <= SPAN_DAYS:
         return [first_day + datetime.timedelta(days=offset) for offset in range((last_day - first_day).days + 1)]
     days, day = [], first_day

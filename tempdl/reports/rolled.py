@@ -133,6 +133,10 @@ def _recipient_sums(rolled: Rolled, period: Period) -> dict[str, list[int]]:
     return found
 
 
+def links_issued(rolled: Rolled, period: Period) -> int:
+    return sum(issued for issued, _downloaded in _links(rolled, period).values())
+
+
 def _distinct_recipients(rolled: Rolled, period: Period) -> int:
     """Recipients (not NULL) of the links created in the period."""
     if period in rolled.recipients:  # summed already: count them there

@@ -209,7 +209,7 @@ def metrics_snapshot(
     with _reading(engine, None, use_rollups, now) as figures:
         cube = figures.cube(everything)
         if figures.rolled:
-            issued = figures.totals(everything, cube).links_issued
+            issued = rolled.links_issued(figures.rolled, everything)
         else:
             issued = figures.connection.execute(select(func.count()).select_from(_issuances)).scalar_one()
     by_outcome: dict[str, int] = {}
