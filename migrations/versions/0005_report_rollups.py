@@ -1,8 +1,8 @@
 """Daily rollups for the reports: their cost follows days, not rows.
 
 `rollup_state` (one row) says up to which attempt and issuance id the daily tables hold their
-rows, and in which time zone their days were cut; `daily_traffic`, `daily_links` and
-`daily_recipients` hold the sums (see tempdl/audit/rollups.py). They start empty, the state
+rows, and in which time zone their days were cut; `daily_traffic`, `daily_links`,
+`daily_recipients` and `weekly_recipients` hold the sums (see tempdl/audit/rollups.py). They start empty, the state
 in no zone: `db upgrade` and the server's start build them in the report time zone.
 
 Revision ID: 0005
@@ -62,16 +62,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("day", "file_id", name=op.f("pk_daily_links")),
         **CLUSTERED,
     )
-    op.create_table(
-        "daily_recipients",
-        sa.Column("recipient", sa.String(length=128), nullable=False),
-        sa.Column("day", sa.Date(), nullable=False),
-        *_counts("links_issued", "links_named", "attempts", "ok", "partial", "refused", "bytes_sent"),
-        sa.PrimaryKeyConstraint("recipient", "day", name=op.f("pk_daily_recipients")),
-        **CLUSTERED,
-    )
+    for table, period in (("daily_recipients", "day"), ("weekly_recipients", "week")):
+        op.create_table(
+            table,
+            sa.Column(period, sa.Date(), nullable=False),
+            sa.Column("recipient", sa.String(length=128), nullable=False),
+            *_counts("links_issued", "links_named", "attempts", "ok", "partial", "refused", "bytes_sent"),
+            sa.PrimaryKeyConstraint(period, "recipient", name=op.f(f"pk_{table}")),
+            **CLUSTERED,
+        )
 
 
 def downgrade() -> None:
-    for table in ("daily_recipients", "daily_links", "daily_traffic", "rollup_state"):
+    for table in ("weekly_recipients", "daily_recipients", "daily_links", "daily_traffic", "rollup_state"):
         op.drop_table(table)

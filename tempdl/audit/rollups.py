@@ -26,18 +26,18 @@ import threading
 import time
 import weakref
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, delete, func, inspect, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, inspect, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from tempdl.audit.rollup_sums import DOWNLOADED, Block, DaySums, block_sums
 from tempdl.audit.statements import attempts as _attempts
 from tempdl.audit.statements import issuances as _issuances
-from tempdl.audit.tables import DailyLinks, DailyRecipient, DailyTraffic, RollupState
+from tempdl.audit.tables import DailyLinks, DailyRecipient, DailyTraffic, RollupState, WeeklyRecipient
 from tempdl.timeutil import local_midnight
 
 log = logging.getLogger("tempdl.rollups")
@@ -46,6 +46,7 @@ state_table = cast(Table, RollupState.__table__)
 traffic_table = cast(Table, DailyTraffic.__table__)
 links_table = cast(Table, DailyLinks.__table__)
 recipients_table = cast(Table, DailyRecipient.__table__)
+weekly_table = cast(Table, WeeklyRecipient.__table__)
 DAILY_TABLES = {
     "traffic": (traffic_table, ("day", "file_id", "outcome"), ("attempts", "bytes_sent", "uncounted")),
     "links": (links_table, ("day", "file_id"), ("links_issued", "links_downloaded")),
@@ -131,21 +132,53 @@ def _targets(connection: Connection, state: State, now: datetime.datetime) -> tu
     return max(attempts_to, state.attempts_through), max(issuance or 0, state.issuances_through)
 
 
-def _rows(sums: DaySums) -> Iterator[tuple[Table, tuple[str, ...], list[dict[str, Any]]]]:
-    for name, (table, keys, values) in DAILY_TABLES.items():
-        found: dict[Any, list[int]] = getattr(sums, name)
-        rows = [dict(zip((*keys, *values), (*key, *figures), strict=True)) for key, figures in found.items()]
-        if rows:
-            yield table, keys, rows
+def week_of(day: datetime.date) -> datetime.date:
+    """The Monday of `day`'s week: the key of `weekly_recipients`."""
+    return day - datetime.timedelta(days=day.weekday())
 
 
-def add_sums(connection: Connection, sums: DaySums) -> None:
-    """Add `sums` to the daily tables: INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n."""
+def _weekly(recipients: dict[tuple[str, datetime.date], list[int]]) -> dict[tuple[str, datetime.date], list[int]]:
+    weeks: dict[tuple[str, datetime.date], list[int]] = {}
+    for (recipient, day), figures in recipients.items():
+        DaySums.add(weeks, (recipient, week_of(day)), figures)
+    return weeks
+
+
+def _upsert(connection: Connection, table: Table, keys: tuple[str, ...], values: tuple[str, ...], found) -> None:
+    """Add `found` (key tuple -> figures) to `table`: INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n."""
+    rows = [dict(zip((*keys, *values), (*key, *figures), strict=True)) for key, figures in found.items()]
+    if not rows:
+        return
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    for table, keys, rows in _rows(sums):
-        statement = dialect.insert(table)
-        added = {name: table.c[name] + statement.excluded[name] for name in rows[0] if name not in keys}
-        connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=added), rows)
+    statement = dialect.insert(table)
+    added = {name: table.c[name] + statement.excluded[name] for name in values}
+    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=added), rows)
+
+
+def add_sums(connection: Connection, sums: DaySums, *, weekly: bool = True) -> None:
+    """Add `sums` to the daily tables (and, with `weekly`, their recipients to the weekly one)."""
+    for name, (table, keys, values) in DAILY_TABLES.items():
+        _upsert(connection, table, keys, values, getattr(sums, name))
+    if weekly:
+        _upsert(
+            connection, weekly_table, ("recipient", "week"), DAILY_TABLES["recipients"][2], _weekly(sums.recipients)
+        )
+
+
+def _rebuild_weeks(connection: Connection, weeks: set[datetime.date], through: datetime.date) -> None:
+    """Sum the weekly rows of the weeks up to `through`'s, and of `weeks`, again from the daily rows."""
+    through = week_of(through)
+    figures = DAILY_TABLES["recipients"][2]
+    connection.execute(delete(weekly_table).where(or_(weekly_table.c.week <= through, weekly_table.c.week.in_(weeks))))
+    days = recipients_table.c.day
+    spans = [days <= through + datetime.timedelta(days=6)]
+    spans += [and_(days >= week, days <= week + datetime.timedelta(days=6)) for week in weeks]
+    daily = select(recipients_table.c.recipient, days, *(recipients_table.c[name] for name in figures))
+    found: dict[tuple[str, datetime.date], list[int]] = {}
+    rows: list[Any] = list(connection.execute(daily.where(or_(*spans))))
+    for recipient, day, *counts in rows:
+        DaySums.add(found, (recipient, week_of(day)), counts)
+    _upsert(connection, weekly_table, ("recipient", "week"), figures, found)
 
 
 def _move(connection: Connection, seen: State, now: datetime.datetime, **values: Any) -> bool:
@@ -159,6 +192,10 @@ def _move(connection: Connection, seen: State, now: datetime.datetime, **values:
 
 
 def _clear(connection: Connection, days: Iterable[datetime.date] | None = None, through: datetime.date | None = None):
+    """Delete the daily rows of `days` and of the days up to `through`; of every day without either
+    (and then the weekly rows too)."""
+    if days is None and through is None:
+        connection.execute(delete(weekly_table))
     for table, _keys, _values in DAILY_TABLES.values():
         conditions = []
         if through is not None:
@@ -284,7 +321,8 @@ def after_prune(connection: Connection, hold: PruneHold, cutoff: datetime.dateti
         first = min(first_days)
         days.update(first + datetime.timedelta(days=n) for n in range((last_day - first).days + 1))
     sums = block_sums(connection, Block(0, attempts_to, 0, issuances_to), zone, days=sorted(days))
-    add_sums(connection, sums)
+    add_sums(connection, sums, weekly=False)
+    _rebuild_weeks(connection, {week_of(day) for day in hold.lost_days}, last_day)
     if not _move(connection, state, now, attempts_through=attempts_to, issuances_through=issuances_to):
         raise RuntimeError("the rollup state moved while a prune held it locked")
 

@@ -183,14 +183,33 @@ class DailyLinks(Base):
 
 
 class DailyRecipient(Base):
-    """Per (recipient, day): links issued that day (`links_named`: those whose recipient was not
+    """Per (day, recipient): links issued that day (`links_named`: those whose recipient was not
     NULL, which `-` also stands for) and the counted attempts that started that day on their links."""
 
     __tablename__ = "daily_recipients"
     __table_args__ = ROLLUP_TABLE_ARGS
 
-    recipient: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[datetime.date] = mapped_column(Date, primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(128), primary_key=True)
+    links_issued: Mapped[int] = mapped_column(BigInteger)
+    links_named: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(BigInteger)
+    ok: Mapped[int] = mapped_column(BigInteger)
+    partial: Mapped[int] = mapped_column(BigInteger)
+    refused: Mapped[int] = mapped_column(BigInteger)
+    bytes_sent: Mapped[int] = mapped_column(BigInteger)
+
+
+class WeeklyRecipient(Base):
+    """`daily_recipients` summed per week (Monday to Sunday, `week` its Monday): a period reads
+    its whole weeks here and only the days at its ends from the daily table, so a report by
+    recipient reads weeks × recipients rows, not days × recipients."""
+
+    __tablename__ = "weekly_recipients"
+    __table_args__ = ROLLUP_TABLE_ARGS
+
+    week: Mapped[datetime.date] = mapped_column(Date, primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(128), primary_key=True)
     links_issued: Mapped[int] = mapped_column(BigInteger)
     links_named: Mapped[int] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(BigInteger)

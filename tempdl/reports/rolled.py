@@ -32,6 +32,7 @@ LIVE_ROWS_AT_LEAST = 100_000
 """Live ids beyond which, if they also outnumber the rolled-up ones, the plain queries are cheaper."""
 
 _Cube = list[tuple[str, str, int, int]]
+WEEK = datetime.timedelta(days=7)
 
 
 @dataclass
@@ -113,19 +114,39 @@ def _links(rolled: Rolled, period: Period) -> dict[str, list[int]]:
     return found
 
 
+def _whole_weeks(period: Period) -> tuple[datetime.date | None, datetime.date | None] | None:
+    """The first and last Monday of the weeks the period holds whole (None: open), or None if none."""
+    first = None if period.since is None else period.since + datetime.timedelta(days=-period.since.weekday() % 7)
+    last = None if period.until is None else rollups.week_of(period.until + datetime.timedelta(days=1)) - WEEK
+    if first is not None and last is not None and first > last:
+        return None
+    return first, last
+
+
 def _recipient_sums(rolled: Rolled, period: Period) -> dict[str, list[int]]:
-    """recipient (`-` for NULL) -> [issued, named, attempts, ok, partial, refused, bytes] in the period."""
+    """recipient (`-` for NULL) -> [issued, named, attempts, ok, partial, refused, bytes] in the period:
+    its whole weeks from `weekly_recipients`, the days at its ends from `daily_recipients`."""
     if period in rolled.recipients:
         return rolled.recipients[period]
-    table = rollups.recipients_table
+    daily, weekly = rollups.recipients_table, rollups.weekly_table
+    names = rollups.DAILY_TABLES["recipients"][2]
+    weeks = _whole_weeks(period)
+    queries = []
+    if weeks is None:
+        queries.append((daily, _days(daily, period)))
+    else:
+        first, last = weeks
+        in_weeks = [*([weekly.c.week >= first] if first else []), *([weekly.c.week <= last] if last else [])]
+        queries.append((weekly, in_weeks))
+        if first is not None and period.since is not None and period.since < first:
+            queries.append((daily, [daily.c.day >= period.since, daily.c.day < first]))
+        if last is not None and period.until is not None and period.until >= last + WEEK:
+            queries.append((daily, [daily.c.day >= last + WEEK, daily.c.day <= period.until]))
     found: dict[str, list[int]] = {}
-    query = (
-        select(table.c.recipient, *_summed(table, rollups.DAILY_TABLES["recipients"][2]))
-        .where(*_days(table, period))
-        .group_by(table.c.recipient)
-    )
-    for recipient, *figures in _rows(rolled, query):
-        found[recipient] = [int(figure) for figure in figures]
+    for table, conditions in queries:
+        query = select(table.c.recipient, *_summed(table, names)).where(*conditions).group_by(table.c.recipient)
+        for recipient, *figures in _rows(rolled, query):
+            DaySums.add(found, recipient, figures)
     for (recipient, day), figures in rolled.live.recipients.items():
         if _in(period, day):
             DaySums.add(found, recipient, figures)
@@ -139,18 +160,7 @@ def links_issued(rolled: Rolled, period: Period) -> int:
 
 def _distinct_recipients(rolled: Rolled, period: Period) -> int:
     """Recipients (not NULL) of the links created in the period."""
-    if period in rolled.recipients:  # summed already: count them there
-        return sum(1 for figures in rolled.recipients[period].values() if figures[1] > 0)
-    table = rollups.recipients_table
-    named = select(table.c.recipient).where(*_days(table, period), table.c.links_named > 0)
-    count = rolled.connection.execute(
-        select(func.count()).select_from(named.group_by(table.c.recipient).subquery())
-    ).scalar_one()
-    live = {name for (name, day), figures in rolled.live.recipients.items() if figures[1] > 0 and _in(period, day)}
-    if live:
-        known = named.where(table.c.recipient.in_(sorted(live))).distinct()
-        live -= {name for (name,) in _rows(rolled, known)}
-    return int(count) + len(live)
+    return sum(1 for figures in _recipient_sums(rolled, period).values() if figures[1] > 0)
 
 
 def totals(rolled: Rolled, period: Period, found: _Cube) -> Totals:

@@ -111,7 +111,9 @@ def periods(zone: zoneinfo.ZoneInfo, now: datetime.datetime) -> list[Period]:
     today = now.astimezone(zone).date()
     return [
         Period(None, None, zone),
-        Period(datetime.date(2026, 3, 27), datetime.date(2026, 3, 31), zone),
+        Period(datetime.date(2026, 3, 27), datetime.date(2026, 3, 31), zone),  # no whole week
+        Period(datetime.date(2026, 3, 25), datetime.date(2026, 4, 5), zone),  # Wednesday to Sunday
+        Period(datetime.date(2026, 3, 23), datetime.date(2026, 4, 1), zone),  # Monday to Wednesday
         Period(datetime.date(2026, 3, 29), datetime.date(2026, 3, 29), zone),  # 23 hours in Berlin
         Period(today, today, zone),
         Period(datetime.date(2026, 3, 30), None, zone),
