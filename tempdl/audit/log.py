@@ -27,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 
-from tempdl.audit import counts, rollups, statements
+from tempdl.audit import counts, rollup_prune, statements
 from tempdl.audit.records import Attempt, IssuanceRecord, Outcome
 from tempdl.audit.runner import AuditRunner, hot, writes
 from tempdl.errors import IssuanceCapReached
@@ -277,17 +277,17 @@ class AuditLog(AuditRunner):
 
         One transaction: an interrupted prune removes nothing. An issuance some kept attempt still
         names stays, so every attempt row keeps its link, recipient and file. The report rollups
-        of the days it touched are summed again in the same transaction (`rollups.after_prune`).
+        of the days it touched are summed again in the same transaction (`rollup_prune.after_prune`).
         Returns (attempts, issuances) removed.
         """
         referenced = exists(select(_attempts.c.id).where(_attempts.c.issuance_id == _issuances.c.id))
         with self.engine.begin() as connection:
-            hold = rollups.hold_for_prune(connection, cutoff)
+            hold = rollup_prune.hold_for_prune(connection, cutoff)
             attempts = connection.execute(delete(_attempts).where(_attempts.c.started_at < cutoff)).rowcount
             issuances = connection.execute(
                 delete(_issuances).where(_issuances.c.created_at < cutoff, ~referenced)
             ).rowcount
-            rollups.after_prune(connection, hold, cutoff, utc_now())
+            rollup_prune.after_prune(connection, hold, cutoff, utc_now())
         return attempts, issuances
 
     @writes

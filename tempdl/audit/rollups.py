@@ -9,7 +9,7 @@ watermarks, which a primary-key range finds. Rolled-up rows must never change ag
   the watermark stays below the first one; issuances never change in the columns reports read;
 - on PostgreSQL ids are taken before commit, so a smaller id may show up later: the watermark
   only passes rows that started (or were created) `GUARD` ago, any transaction having committed;
-- `prune` deletes rows, so in its transaction it sums the days it touched again (`after_prune`).
+- `prune` deletes rows, so in its transaction it sums the days it touched again (`rollup_prune`).
 
 Writers are optimistic: they sum a block of rows outside any transaction, then in one short
 transaction move the state from the `version` they read to the next (compare and set) and add
@@ -30,15 +30,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, inspect, or_, select, update
+from sqlalchemy import Connection, Engine, Table, delete, func, inspect, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from tempdl.audit.rollup_sums import DOWNLOADED, Block, DaySums, block_sums
+from tempdl.audit.rollup_sums import Block, DaySums, block_sums
 from tempdl.audit.statements import attempts as _attempts
 from tempdl.audit.statements import issuances as _issuances
 from tempdl.audit.tables import DailyLinks, DailyRecipient, DailyTraffic, RollupState, WeeklyRecipient
-from tempdl.timeutil import local_midnight
 
 log = logging.getLogger("tempdl.rollups")
 
@@ -144,7 +143,7 @@ def _weekly(recipients: dict[tuple[str, datetime.date], list[int]]) -> dict[tupl
     return weeks
 
 
-def _upsert(connection: Connection, table: Table, keys: tuple[str, ...], values: tuple[str, ...], found) -> None:
+def upsert(connection: Connection, table: Table, keys: tuple[str, ...], values: tuple[str, ...], found) -> None:
     """Add `found` (key tuple -> figures) to `table`: INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n."""
     rows = [dict(zip((*keys, *values), (*key, *figures), strict=True)) for key, figures in found.items()]
     if not rows:
@@ -158,30 +157,12 @@ def _upsert(connection: Connection, table: Table, keys: tuple[str, ...], values:
 def add_sums(connection: Connection, sums: DaySums, *, weekly: bool = True) -> None:
     """Add `sums` to the daily tables (and, with `weekly`, their recipients to the weekly one)."""
     for name, (table, keys, values) in DAILY_TABLES.items():
-        _upsert(connection, table, keys, values, getattr(sums, name))
+        upsert(connection, table, keys, values, getattr(sums, name))
     if weekly:
-        _upsert(
-            connection, weekly_table, ("recipient", "week"), DAILY_TABLES["recipients"][2], _weekly(sums.recipients)
-        )
+        upsert(connection, weekly_table, ("recipient", "week"), DAILY_TABLES["recipients"][2], _weekly(sums.recipients))
 
 
-def _rebuild_weeks(connection: Connection, weeks: set[datetime.date], through: datetime.date) -> None:
-    """Sum the weekly rows of the weeks up to `through`'s, and of `weeks`, again from the daily rows."""
-    through = week_of(through)
-    figures = DAILY_TABLES["recipients"][2]
-    connection.execute(delete(weekly_table).where(or_(weekly_table.c.week <= through, weekly_table.c.week.in_(weeks))))
-    days = recipients_table.c.day
-    spans = [days <= through + datetime.timedelta(days=6)]
-    spans += [and_(days >= week, days <= week + datetime.timedelta(days=6)) for week in weeks]
-    daily = select(recipients_table.c.recipient, days, *(recipients_table.c[name] for name in figures))
-    found: dict[tuple[str, datetime.date], list[int]] = {}
-    rows: list[Any] = list(connection.execute(daily.where(or_(*spans))))
-    for recipient, day, *counts in rows:
-        DaySums.add(found, (recipient, week_of(day)), counts)
-    _upsert(connection, weekly_table, ("recipient", "week"), figures, found)
-
-
-def _move(connection: Connection, seen: State, now: datetime.datetime, **values: Any) -> bool:
+def move(connection: Connection, seen: State, now: datetime.datetime, **values: Any) -> bool:
     """Compare and set: the state goes from `seen` to the next version, unless someone moved it."""
     moved = connection.execute(
         update(state_table)
@@ -191,7 +172,7 @@ def _move(connection: Connection, seen: State, now: datetime.datetime, **values:
     return moved == 1
 
 
-def _clear(connection: Connection, days: Iterable[datetime.date] | None = None, through: datetime.date | None = None):
+def clear(connection: Connection, days: Iterable[datetime.date] | None = None, through: datetime.date | None = None):
     """Delete the daily rows of `days` and of the days up to `through`; of every day without either
     (and then the weekly rows too)."""
     if days is None and through is None:
@@ -226,8 +207,8 @@ def extend(engine: Engine, zone: str | None, now: datetime.datetime, *, wait: bo
                     break
                 if zone is not None and state.zone != zone:
                     with engine.begin() as writing:
-                        if _move(writing, state, now, zone=zone, attempts_through=0, issuances_through=0):
-                            _clear(writing)
+                        if move(writing, state, now, zone=zone, attempts_through=0, issuances_through=0):
+                            clear(writing)
                             done.rebuilt = True
                     continue
                 if not state.built:
@@ -244,7 +225,7 @@ def extend(engine: Engine, zone: str | None, now: datetime.datetime, *, wait: bo
                 sums = block_sums(connection, block, zoneinfo.ZoneInfo(state.zone))
             assert block.attempts_through is not None and block.issuances_through is not None
             with engine.begin() as writing:
-                if _move(
+                if move(
                     writing,
                     state,
                     now,
@@ -259,72 +240,6 @@ def extend(engine: Engine, zone: str | None, now: datetime.datetime, *, wait: bo
         lock.release()
     done.seconds = time.perf_counter() - started
     return done
-
-
-# --- prune --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PruneHold:
-    """The rollup state a prune holds locked, and the days of links it may leave undownloaded."""
-
-    state: State | None
-    lost_days: frozenset[datetime.date]
-
-
-def hold_for_prune(connection: Connection, cutoff: datetime.datetime) -> PruneHold:
-    """Lock the state (call first in the prune's transaction) and note which later days hold
-    links whose counted `ok` is about to go: their `links_downloaded` must be summed again."""
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before reading the state
-    state = read_state(connection, for_update=True)
-    if state is None or not state.built:
-        return PruneHold(state, frozenset())
-    zone = zoneinfo.ZoneInfo(state.zone)
-    after_cut = local_midnight(cutoff.astimezone(zone).date() + datetime.timedelta(days=1), zone)
-    created: Iterable[datetime.datetime] = connection.execute(
-        select(_issuances.c.created_at)
-        .select_from(_attempts.join(_issuances, _issuances.c.id == _attempts.c.issuance_id))
-        .where(
-            _attempts.c.started_at < cutoff,
-            *DOWNLOADED,
-            _attempts.c.id <= state.attempts_through,
-            _issuances.c.id <= state.issuances_through,
-            _issuances.c.created_at >= after_cut,
-        )
-    ).scalars()
-    return PruneHold(state, frozenset(moment.astimezone(zone).date() for moment in created))
-
-
-def after_prune(connection: Connection, hold: PruneHold, cutoff: datetime.datetime, now: datetime.datetime) -> None:
-    """In the prune's transaction, once its rows are gone: sum the touched days again from the
-    rows that stay (every day up to the cutoff's, and `hold.lost_days`)."""
-    state = hold.state
-    if state is None or not state.built:
-        return
-    zone = zoneinfo.ZoneInfo(state.zone)
-    last_day = cutoff.astimezone(zone).date()
-    # SQLite hands out max(id) + 1: below the highest id left, no row can appear again
-    attempts_to = min(state.attempts_through, connection.execute(select(func.max(_attempts.c.id))).scalar() or 0)
-    issuances_to = min(state.issuances_through, connection.execute(select(func.max(_issuances.c.id))).scalar() or 0)
-    _clear(connection, hold.lost_days, last_day)
-    firsts = [
-        connection.execute(select(func.min(moment)).where(column <= through)).scalar()
-        for moment, column, through in (
-            (_attempts.c.started_at, _attempts.c.id, attempts_to),
-            (_issuances.c.created_at, _issuances.c.id, issuances_to),
-        )
-    ]
-    first_days = [moment.astimezone(zone).date() for moment in firsts if moment is not None]
-    days = set(hold.lost_days)
-    if first_days:
-        first = min(first_days)
-        days.update(first + datetime.timedelta(days=n) for n in range((last_day - first).days + 1))
-    sums = block_sums(connection, Block(0, attempts_to, 0, issuances_to), zone, days=sorted(days))
-    add_sums(connection, sums, weekly=False)
-    _rebuild_weeks(connection, {week_of(day) for day in hold.lost_days}, last_day)
-    if not _move(connection, state, now, attempts_through=attempts_to, issuances_through=issuances_to):
-        raise RuntimeError("the rollup state moved while a prune held it locked")
 
 
 def bring_up_to_date(engine: Engine, zone: str, now: datetime.datetime | None = None) -> Extension | None:
