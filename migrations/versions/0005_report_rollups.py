@@ -62,13 +62,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("day", "file_id", name=op.f("pk_daily_links")),
         **CLUSTERED,
     )
-    for table, period in (("daily_recipients", "day"), ("weekly_recipients", "week")):
+    # daily rows are read by day ranges (the ends of a period), weekly ones recipient by recipient
+    for table, period, key in (
+        ("daily_recipients", "day", ("day", "recipient")),
+        ("weekly_recipients", "week", ("recipient", "week")),
+    ):
         op.create_table(
             table,
-            sa.Column(period, sa.Date(), nullable=False),
-            sa.Column("recipient", sa.String(length=128), nullable=False),
+            *sorted(
+                [sa.Column(period, sa.Date(), nullable=False), sa.Column("recipient", sa.String(128), nullable=False)],
+                key=lambda column: key.index(column.name),
+            ),
             *_counts("links_issued", "links_named", "attempts", "ok", "partial", "refused", "bytes_sent"),
-            sa.PrimaryKeyConstraint(period, "recipient", name=op.f(f"pk_{table}")),
+            sa.PrimaryKeyConstraint(*key, name=op.f(f"pk_{table}")),
             **CLUSTERED,
         )
 

@@ -67,7 +67,15 @@ class DaySums:
 
     @staticmethod
     def add(table: dict[Any, list[int]], key: Any, values: Sequence[Any], at: int = 0, width: int = 0) -> None:
-        row = table.setdefault(key, [0] * (width or len(values)))
+        row = table.get(key)
+        if at == 0 and width in (0, len(values)):  # the common case, thousands of times a report
+            if row is None:
+                table[key] = [int(value or 0) for value in values]
+            else:
+                table[key] = [have + int(value or 0) for have, value in zip(row, values, strict=True)]
+            return
+        if row is None:
+            row = table[key] = [0] * (width or len(values))
         for offset, value in enumerate(values):
             row[at + offset] += int(value or 0)
 
@@ -77,7 +85,7 @@ class DaySums:
 
 
 def _rows(connection: Connection, query: Select[Any]) -> list[Any]:
-    return list(connection.execute(query))
+    return list(connection.execute(query).all())
 
 
 def local_day(moment: Any, zone: zoneinfo.ZoneInfo) -> Day:

@@ -208,8 +208,8 @@ class WeeklyRecipient(Base):
     __tablename__ = "weekly_recipients"
     __table_args__ = ROLLUP_TABLE_ARGS
 
+    recipient: Mapped[str] = mapped_column(String(128), primary_key=True)  # grouped by it: read in its order
     week: Mapped[datetime.date] = mapped_column(Date, primary_key=True)
-    recipient: Mapped[str] = mapped_column(String(128), primary_key=True)
     links_issued: Mapped[int] = mapped_column(BigInteger)
     links_named: Mapped[int] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(BigInteger)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, func, select
+from sqlalchemy import ColumnElement, Connection, FromClause, Select, Table, func, select
 
 from tempdl.audit import rollups
 from tempdl.audit.rollup_sums import NONE_KEY, Block, DaySums, block_sums
@@ -59,7 +59,7 @@ def open_rolled(connection: Connection, zone: zoneinfo.ZoneInfo | None) -> Rolle
 
 
 def _rows(rolled: Rolled, query: Select[Any]) -> list[Any]:
-    return list(rolled.connection.execute(query))
+    return list(rolled.connection.execute(query).all())
 
 
 def _days(table: Table, period: Period) -> list[ColumnElement[bool]]:
@@ -75,7 +75,7 @@ def _in(period: Period, day: datetime.date) -> bool:
     return (period.since is None or period.since <= day) and (period.until is None or day <= period.until)
 
 
-def _summed(table: Table, names: Iterable[str]) -> list[ColumnElement[Any]]:
+def _summed(table: FromClause, names: Iterable[str]) -> list[ColumnElement[Any]]:
     return [func.sum(table.c[name]) for name in names]
 
 
@@ -123,27 +123,30 @@ def _whole_weeks(period: Period) -> tuple[datetime.date | None, datetime.date | 
     return first, last
 
 
+def _recipient_spans(period: Period) -> list[tuple[Table, list[ColumnElement[bool]]]]:
+    """Where a period's recipient rows are: its whole weeks in `weekly_recipients`, the days at its
+    ends (or all its days, if it holds no whole week) in `daily_recipients`."""
+    daily, weekly = rollups.recipients_table, rollups.weekly_table
+    weeks = _whole_weeks(period)
+    if weeks is None:
+        return [(daily, _days(daily, period))]
+    first, last = weeks
+    spans = [(weekly, [*([weekly.c.week >= first] if first else []), *([weekly.c.week <= last] if last else [])])]
+    if first is not None and period.since is not None and period.since < first:
+        spans.append((daily, [daily.c.day >= period.since, daily.c.day < first]))
+    if last is not None and period.until is not None and period.until >= last + WEEK:
+        spans.append((daily, [daily.c.day >= last + WEEK, daily.c.day <= period.until]))
+    return spans
+
+
 def _recipient_sums(rolled: Rolled, period: Period) -> dict[str, list[int]]:
-    """recipient (`-` for NULL) -> [issued, named, attempts, ok, partial, refused, bytes] in the period:
-    its whole weeks from `weekly_recipients`, the days at its ends from `daily_recipients`."""
+    """recipient (`-` for NULL) -> [issued, named, attempts, ok, partial, refused, bytes] in the period."""
     if period in rolled.recipients:
         return rolled.recipients[period]
-    daily, weekly = rollups.recipients_table, rollups.weekly_table
     names = rollups.DAILY_TABLES["recipients"][2]
-    weeks = _whole_weeks(period)
-    queries = []
-    if weeks is None:
-        queries.append((daily, _days(daily, period)))
-    else:
-        first, last = weeks
-        in_weeks = [*([weekly.c.week >= first] if first else []), *([weekly.c.week <= last] if last else [])]
-        queries.append((weekly, in_weeks))
-        if first is not None and period.since is not None and period.since < first:
-            queries.append((daily, [daily.c.day >= period.since, daily.c.day < first]))
-        if last is not None and period.until is not None and period.until >= last + WEEK:
-            queries.append((daily, [daily.c.day >= last + WEEK, daily.c.day <= period.until]))
     found: dict[str, list[int]] = {}
-    for table, conditions in queries:
+    for table, conditions in _recipient_spans(period):
+        # one query per span: each streams (weekly) or sorts a few days; a UNION ALL would sort all
         query = select(table.c.recipient, *_summed(table, names)).where(*conditions).group_by(table.c.recipient)
         for recipient, *figures in _rows(rolled, query):
             DaySums.add(found, recipient, figures)
@@ -159,8 +162,17 @@ def links_issued(rolled: Rolled, period: Period) -> int:
 
 
 def _distinct_recipients(rolled: Rolled, period: Period) -> int:
-    """Recipients (not NULL) of the links created in the period."""
-    return sum(1 for figures in _recipient_sums(rolled, period).values() if figures[1] > 0)
+    """Recipients (not NULL) of the links created in the period: counted in the recipient sums if a
+    report made them, else from the names alone."""
+    if period in rolled.recipients:
+        return sum(1 for figures in rolled.recipients[period].values() if figures[1] > 0)
+    names: set[str] = set()
+    for table, conditions in _recipient_spans(period):
+        query = select(table.c.recipient).where(*conditions, table.c.links_named > 0).group_by(table.c.recipient)
+        names.update(name for (name,) in _rows(rolled, query))
+    live = rolled.live.recipients.items()
+    names.update(name for (name, day), figures in live if figures[1] > 0 and _in(period, day))
+    return len(names)
 
 
 def totals(rolled: Rolled, period: Period, found: _Cube) -> Totals:
@@ -184,15 +196,11 @@ def by_file(rolled: Rolled, period: Period, found: _Cube) -> list[BreakdownRow]:
 
 
 def by_recipient(rolled: Rolled, period: Period) -> list[BreakdownRow]:
-    rows: dict[str, BreakdownRow] = {}
+    merged: dict[str, list[int]] = {}
     for recipient, (issued, _named, *figures) in _recipient_sums(rolled, period).items():
         if issued or figures[0]:
-            key = recipient or NONE_KEY  # '' and NULL are both shown as '-'
-            row = rows.setdefault(key, BreakdownRow(key))
-            row.links_issued += issued
-            for name, figure in zip(("attempts", "ok", "partial", "refused", "bytes_sent"), figures, strict=True):
-                setattr(row, name, getattr(row, name) + figure)
-    return ranked(rows.values())
+            DaySums.add(merged, recipient or NONE_KEY, (issued, *figures))  # '' and NULL are both shown as '-'
+    return ranked(BreakdownRow(key, *figures) for key, figures in merged.items())
 
 
 def by_day(rolled: Rolled, period: Period) -> list[BreakdownRow]:
