@@ -95,7 +95,10 @@ def _creation_times(rng: random.Random, links: int, end: datetime.datetime, days
     for offset, count in enumerate(per_day):
         midnight = datetime.datetime.combine(first_day + datetime.timedelta(days=offset), datetime.time(), datetime.UTC)
         base = midnight.timestamp()
-        day_times = [base + 86400 * min(rng.triangular(0, 1, 0.55), 0.99999) for _ in range(count)]
+        # the last day ends now: its links spread over the hours so far, not piled up at one
+        # instant (thousands of rows with the same time made "latest first" sort them all)
+        length = max(1.0, min(86400.0, end_ts - 1 - base))
+        day_times = [base + length * min(rng.triangular(0, 1, 0.55), 0.99999) for _ in range(count)]
         times.extend(min(t, end_ts - 1) for t in sorted(day_times))
     return times
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import zoneinfo
 from collections.abc import Callable
 
 Clock = Callable[[], datetime.datetime]
@@ -10,6 +11,11 @@ Clock = Callable[[], datetime.datetime]
 
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def local_midnight(day: datetime.date, zone: zoneinfo.ZoneInfo) -> datetime.datetime:
+    """The UTC instant at which `day` starts in `zone` (a DST day has 23 or 25 hours)."""
+    return datetime.datetime.combine(day, datetime.time(), zone).astimezone(datetime.UTC)
 
 
 def duration_text(seconds: int) -> tuple[str, str]:

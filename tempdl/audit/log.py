@@ -27,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 
-from tempdl.audit import counts, statements
+from tempdl.audit import counts, rollup_prune, statements
 from tempdl.audit.records import Attempt, IssuanceRecord, Outcome
 from tempdl.audit.runner import AuditRunner, hot, writes
 from tempdl.errors import IssuanceCapReached
@@ -276,15 +276,18 @@ class AuditLog(AuditRunner):
         """Delete attempts started before `cutoff`, then issuances that old no attempt refers to.
 
         One transaction: an interrupted prune removes nothing. An issuance some kept attempt still
-        names stays, so every attempt row keeps its link, recipient and file. Returns (attempts,
-        issuances) removed.
+        names stays, so every attempt row keeps its link, recipient and file. The report rollups
+        of the days it touched are summed again in the same transaction (`rollup_prune.after_prune`).
+        Returns (attempts, issuances) removed.
         """
         referenced = exists(select(_attempts.c.id).where(_attempts.c.issuance_id == _issuances.c.id))
         with self.engine.begin() as connection:
+            hold = rollup_prune.hold_for_prune(connection, cutoff)
             attempts = connection.execute(delete(_attempts).where(_attempts.c.started_at < cutoff)).rowcount
             issuances = connection.execute(
                 delete(_issuances).where(_issuances.c.created_at < cutoff, ~referenced)
             ).rowcount
+            rollup_prune.after_prune(connection, hold, cutoff, utc_now())
         return attempts, issuances
 
     @writes

@@ -34,6 +34,10 @@ class Outcome(StrEnum):
     ERROR = "error"  # the server could not read the file; `bytes_sent` says how far it got
 
 
+REFUSED_OUTCOMES = (Outcome.EXPIRED, Outcome.BAD, Outcome.REVOKED, Outcome.LIMITED, Outcome.NOT_FOUND)
+"""The outcomes the reports sum as `refused`."""
+
+
 @dataclass(frozen=True)
 class IssuanceRecord:
     id: int

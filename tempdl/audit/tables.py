@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
 
 from tempdl.audit.records import USER_AGENT_MAX, Outcome
 
@@ -121,3 +133,73 @@ health_checks = Table(
     Column("checked_at", UTCDateTime, nullable=False),
 )
 """The one row `/healthz` replaces to prove the database takes a real write (migration 0004)."""
+
+
+# --- report rollups (migration 0005; maintained by tempdl.audit.rollups) --------------------------
+# Per local day (the report time zone of `rollup_state.zone`), the sums of every row whose id is
+# at most the state's watermarks. Clustered on their keys (WITHOUT ROWID on SQLite): a report
+# reads a day range, or one recipient after another, straight off the table.
+
+
+def _counts(*names: str) -> list[Column]:
+    return [Column(name, BigInteger, nullable=False) for name in names]
+
+
+rollup_state = Table(
+    "rollup_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("zone", String(64), nullable=False),
+    *_counts("attempts_through", "issuances_through", "version"),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+"""The one row saying what the daily tables hold: the zone their days were cut in, and the
+ids up to which attempts and issuances are in them. `version` grows with every change, so a
+writer that read an older one knows someone else moved the tables in between."""
+
+daily_traffic = Table(
+    "daily_traffic",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("file_id", String(128), primary_key=True),  # '-' for none
+    Column("outcome", String(16), primary_key=True),
+    *_counts("attempts", "bytes_sent", "uncounted"),
+    sqlite_with_rowid=False,
+)
+"""Attempts per (day, file, outcome): those the reports count, their bytes, and the uncounted
+ones (an `ok` that sent nothing: a HEAD), which only make a day active."""
+
+daily_links = Table(
+    "daily_links",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("file_id", String(128), primary_key=True),
+    *_counts("links_issued", "links_downloaded"),
+    sqlite_with_rowid=False,
+)
+"""Issuances per (day created, file), and how many of them have a counted `ok` download."""
+
+RECIPIENT_FIGURES = ("links_issued", "links_named", "attempts", "ok", "partial", "refused", "bytes_sent")
+
+daily_recipients = Table(
+    "daily_recipients",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("recipient", String(128), primary_key=True),
+    *_counts(*RECIPIENT_FIGURES),
+    sqlite_with_rowid=False,
+)
+"""Per (day, recipient): links issued that day (`links_named`: those whose recipient was not
+NULL, which `-` also stands for) and the counted attempts that started that day on their links."""
+
+weekly_recipients = Table(
+    "weekly_recipients",
+    metadata,
+    Column("recipient", String(128), primary_key=True),  # grouped by it: read in its order
+    Column("week", Date, primary_key=True),
+    *_counts(*RECIPIENT_FIGURES),
+    sqlite_with_rowid=False,
+)
+"""`daily_recipients` summed per week (Monday to Sunday, `week` its Monday): a period reads
+its whole weeks here and only the days at its ends from the daily table, so a report by
+recipient reads weeks × recipients rows, not days × recipients."""

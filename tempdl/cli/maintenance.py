@@ -9,6 +9,7 @@ import argparse
 import datetime
 from pathlib import Path
 
+from tempdl.audit import rollups
 from tempdl.audit.nginx_log import ingest
 from tempdl.audit.open import open_audit
 from tempdl.config.settings import Settings
@@ -17,7 +18,12 @@ from tempdl.timeutil import utc_now
 
 
 def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    open_audit(settings.database_url).close()
+    """Migrate, then build or extend the report rollups (so the first dashboard is not the slow one)."""
+    audit = open_audit(settings.database_url)
+    try:
+        rollups.bring_up_to_date(audit.engine, settings.zone.key)
+    finally:
+        audit.close()
     print("database is at the newest schema")
     return 0
 

@@ -22,6 +22,7 @@ from tornado.ioloop import PeriodicCallback
 
 from tempdl import __version__
 from tempdl.app import AppState, make_app
+from tempdl.audit import rollups
 from tempdl.audit.log import AuditLog
 from tempdl.audit.open import open_audit
 from tempdl.cli.instance import ServerLock, server_id
@@ -138,6 +139,7 @@ async def serve_until_stopped(settings: Settings, load: Callable[[], Settings] |
 
 async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] | None) -> None:
     audit = prepare_audit(settings, migrate_in_child=True, server=server_id(settings.data_dir))
+    rollups.bring_up_to_date_in_background(audit.engine, settings.zone.key)
     state = AppState()
     inflight = state.requests_in_flight  # shutdown waits for these rows
     app = make_app(settings, audit, state=state)

@@ -37,21 +37,19 @@ from sqlalchemy import (
     exists,
     func,
     literal,
-    or_,
     select,
     type_coerce,
 )
 from sqlalchemy.sql import ColumnElement
 
 from tempdl.audit.counts import total_of
-from tempdl.audit.records import Outcome
+from tempdl.audit.records import REFUSED_OUTCOMES, Outcome
+from tempdl.audit.rollup_sums import NONE_KEY, REPORTED
 from tempdl.audit.statements import attempts as _attempts
 from tempdl.audit.statements import issuances as _issuances
 from tempdl.reports.period import Period, Unindexed, local_midnight
 
-REFUSED_OUTCOMES = (Outcome.EXPIRED, Outcome.BAD, Outcome.REVOKED, Outcome.LIMITED, Outcome.NOT_FOUND)
 OTHER_OUTCOMES = (Outcome.NOT_MODIFIED, Outcome.LANDING)  # answered, but no file was asked for
-NONE_KEY = "-"
 
 
 @dataclass
@@ -98,7 +96,7 @@ class BreakdownRow:
 
 _Cube = list[tuple[str, str, int, int]]  # (file key, outcome, attempts, bytes)
 
-DOWNLOAD = or_(_attempts.c.outcome != Outcome.OK, _attempts.c.bytes_sent > 0)
+DOWNLOAD = REPORTED
 """Attempts the reports count: all but an `ok` that sent nothing (a HEAD)."""
 
 
@@ -151,7 +149,11 @@ def totals_of(connection: Connection, period: Period, cube: _Cube) -> Totals:
     unused = connection.execute(
         select(func.count()).select_from(_issuances).where(*in_period, ~downloaded)
     ).scalar_one()
-    totals = Totals(links_issued=issued, links_unused=unused, distinct_recipients=recipients)
+    return fold_cube(Totals(links_issued=issued, links_unused=unused, distinct_recipients=recipients), cube)
+
+
+def fold_cube(totals: Totals, cube: _Cube) -> Totals:
+    """`totals` with the attempts and bytes of `cube` added (the links figures come from elsewhere)."""
     for _key, outcome, count, sent in cube:
         totals.attempts += count
         totals.bytes_served += sent
@@ -165,7 +167,7 @@ def totals_of(connection: Connection, period: Period, cube: _Cube) -> Totals:
     return totals
 
 
-def _ranked(rows: Iterable[BreakdownRow]) -> list[BreakdownRow]:
+def ranked(rows: Iterable[BreakdownRow]) -> list[BreakdownRow]:
     return sorted(rows, key=lambda row: (-row.bytes_sent, -row.attempts, -row.links_issued, row.key))
 
 
@@ -180,14 +182,14 @@ def by_file(connection: Connection, period: Period, cube: _Cube) -> list[Breakdo
     )
     for key, count in connection.execute(issued).tuples():
         rows.setdefault(key, BreakdownRow(key)).links_issued = count
-    return _ranked(rows.values())
+    return ranked(rows.values())
 
 
 def by_outcome(cube: _Cube) -> list[BreakdownRow]:
     rows: dict[str, BreakdownRow] = {}
     for _key, outcome, count, sent in cube:
         rows.setdefault(outcome, BreakdownRow(outcome)).add(outcome, count, sent)
-    return _ranked(rows.values())
+    return ranked(rows.values())
 
 
 def by_recipient(connection: Connection, period: Period) -> list[BreakdownRow]:
@@ -223,7 +225,7 @@ def by_recipient(connection: Connection, period: Period) -> list[BreakdownRow]:
     for recipient, count in connection.execute(issued).tuples():
         key = recipient or NONE_KEY
         rows.setdefault(key, BreakdownRow(key)).links_issued += count
-    return _ranked(rows.values())
+    return ranked(rows.values())
 
 
 def _active_days(connection: Connection, period: Period) -> tuple[datetime.date, datetime.date] | None:
