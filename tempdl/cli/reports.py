@@ -1,4 +1,4 @@
-"""`stats`: the download and bandwidth report, read-only, as a table, JSON or CSV."""
+"""`stats`: the download and bandwidth report, as a table, JSON or CSV."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from tempdl.timeutil import utc_now
 
 
 def stats(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the report. Read-only: it never migrates or writes the audit database, so it is safe
-    next to a running server, against a replica or on a copy; no database yet is an empty report."""
+    """Print the report. It never migrates the audit database nor writes its rows, so it is safe
+    next to a running server, against a replica or on a copy; no database yet is an empty report.
+    The one write it may make is bringing the report rollups up to date (skipped where the
+    database takes no write)."""
     try:
         period = Period(args.since, args.until, settings.zone)
     except ValueError:

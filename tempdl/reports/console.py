@@ -7,12 +7,16 @@ gauge and the limit can never disagree.
 from __future__ import annotations
 
 import datetime
+import zoneinfo
 
 from sqlalchemy import Engine, func, select
 
 from tempdl.audit.records import IssuanceRecord
 from tempdl.audit.statements import attempts as _attempts
 from tempdl.audit.statements import issuances as _issuances
+from tempdl.reports import rolled
+from tempdl.reports.stats import reading
+from tempdl.timeutil import local_midnight
 
 
 def recent_issuances(engine: Engine, limit: int) -> list[IssuanceRecord]:
@@ -23,8 +27,27 @@ def recent_issuances(engine: Engine, limit: int) -> list[IssuanceRecord]:
         return [IssuanceRecord(**row._asdict()) for row in connection.execute(query)]
 
 
-def busiest_recipient(engine: Engine, since: datetime.datetime) -> tuple[str | None, int]:
-    """The recipient who received the most bytes since `since`, and how many (None, 0: nobody)."""
+def busiest_recipient(
+    engine: Engine,
+    since: datetime.datetime,
+    zone: zoneinfo.ZoneInfo | None = None,
+    *,
+    use_rollups: bool = True,
+    now: datetime.datetime | None = None,
+) -> tuple[str | None, int]:
+    """The recipient who received the most bytes since `since`, and how many (None, 0: nobody).
+
+    With `zone`, when `since` is a local midnight there, from the report rollups (today's rows
+    would otherwise be summed on every page view); else, or when nobody got a byte, from the
+    audit rows.
+    """
+    if use_rollups and zone is not None:
+        day = since.astimezone(zone).date()
+        if local_midnight(day, zone) == since:
+            with reading(engine, zone, True, now) as figures:
+                found = rolled.busiest_since(figures.rolled, day, since) if figures.rolled else None
+            if found and found[1] > 0:
+                return found
     sent = func.sum(_attempts.c.bytes_sent)
     with engine.connect() as connection:
         top = connection.execute(

@@ -240,3 +240,29 @@ def by_day(rolled: Rolled, period: Period) -> list[BreakdownRow]:
             row.add(outcome, count, sent)
         rows.append(row)
     return rows
+
+
+def busiest_since(rolled: Rolled, day: datetime.date, since: datetime.datetime) -> tuple[str | None, int]:
+    """The recipient with the most bytes in attempts started from local midnight `since` (of
+    `day`) on, and how many; (None, 0) when nobody got a byte (the caller asks the audit rows then).
+
+    `-` in the rollups stands for links without a recipient too: a recipient really named `-` is
+    summed from the audit rows (an index seek finding nothing, in practice)."""
+    table = rollups.recipients_table
+    query = (
+        select(table.c.recipient, func.sum(table.c.bytes_sent))
+        .where(table.c.day >= day, table.c.recipient != NONE_KEY)
+        .group_by(table.c.recipient)
+    )
+    found = {recipient: int(sent) for recipient, sent in _rows(rolled, query)}
+    for (recipient, live_day), figures in rolled.live.recipients.items():
+        if live_day >= day and recipient != NONE_KEY:
+            found[recipient] = found.get(recipient, 0) + figures[6]
+    dashed = (
+        select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0))
+        .select_from(_attempts.join(_issuances, _attempts.c.issuance_id == _issuances.c.id))
+        .where(_issuances.c.recipient == NONE_KEY, _attempts.c.started_at >= since)
+    )
+    found[NONE_KEY] = int(rolled.connection.execute(dashed).scalar_one())
+    best = max(found.items(), key=lambda item: (item[1], item[0]))
+    return best if best[1] > 0 else (None, 0)

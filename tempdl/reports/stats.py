@@ -135,7 +135,7 @@ class _Figures:
 
 
 @contextlib.contextmanager
-def _reading(
+def reading(
     engine: Engine, zone: zoneinfo.ZoneInfo | None, use_rollups: bool, now: datetime.datetime | None
 ) -> Iterator[_Figures]:
     """One snapshot of the audit database (so rollups extended meanwhile are not counted twice),
@@ -163,7 +163,7 @@ def build_report(
     if by not in BREAKDOWNS:
         raise ValueError(f"unknown breakdown {by!r}; choose one of {', '.join(BREAKDOWNS)}")
     all_time = period.since is None and period.until is None
-    with _reading(engine, None if all_time and by != "day" else period.zone, use_rollups, now) as figures:
+    with reading(engine, None if all_time and by != "day" else period.zone, use_rollups, now) as figures:
         cube = figures.cube(period)
         recipients = figures.by_recipient(period) if by == "recipient" else []  # first: totals count them then
         totals = figures.totals(period, cube)
@@ -188,7 +188,7 @@ def build_dashboard(
     now: datetime.datetime | None = None,
 ) -> Dashboard:
     """Everything the admin page shows, from the same figures as `build_report`."""
-    with _reading(engine, period.zone, use_rollups, now) as figures:
+    with reading(engine, period.zone, use_rollups, now) as figures:
         cube = figures.cube(period)
         recipients = figures.by_recipient(period)
         return Dashboard(
@@ -206,7 +206,7 @@ def metrics_snapshot(
     engine: Engine, *, use_rollups: bool = True, now: datetime.datetime | None = None
 ) -> MetricsSnapshot:
     everything = Period(None, None, zoneinfo.ZoneInfo("UTC"))
-    with _reading(engine, None, use_rollups, now) as figures:
+    with reading(engine, None, use_rollups, now) as figures:
         cube = figures.cube(everything)
         if figures.rolled:
             issued = rolled.links_issued(figures.rolled, everything)

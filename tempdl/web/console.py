@@ -78,7 +78,7 @@ class Console:
             gauges=gauges(
                 settings.limits,
                 budget_use(engine, settings.limits, settings.zone, now),
-                busiest_recipient(engine, day_start),
+                busiest_recipient(engine, day_start, settings.zone, now=now),
             ),
         )
 

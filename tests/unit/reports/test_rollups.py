@@ -14,7 +14,7 @@ import random
 import zoneinfo
 
 import pytest
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import event, func, insert, select, text, update
 
 from tempdl.audit import rollups
 from tempdl.audit.engine import make_engine
@@ -23,8 +23,10 @@ from tempdl.audit.records import Outcome
 from tempdl.audit.statements import attempts as attempts_table
 from tempdl.audit.statements import issuances as issuances_table
 from tempdl.reports import rolled
+from tempdl.reports.console import busiest_recipient
 from tempdl.reports.period import Period
 from tempdl.reports.stats import BREAKDOWNS, build_dashboard, build_report, metrics_snapshot
+from tempdl.timeutil import local_midnight
 
 pytestmark = pytest.mark.both_databases
 
@@ -133,6 +135,22 @@ def assert_same_figures(engine, zone: zoneinfo.ZoneInfo, now: datetime.datetime)
                 assert list(fast.totals.other) == list(plain.totals.other)
         assert build_dashboard(engine, period, now=now) == build_dashboard(engine, period, use_rollups=False)
     assert metrics_snapshot(engine, now=now) == metrics_snapshot(engine, use_rollups=False)
+    for day in (datetime.date(2026, 3, 29), now.astimezone(zone).date()):
+        since = local_midnight(day, zone)
+        fast = busiest_recipient(engine, since, zone, now=now)
+        plain = busiest_recipient(engine, since, use_rollups=False)
+        assert fast[1] == plain[1], day
+        if plain[0] is not None:  # equal sums may come in either order
+            assert recipient_bytes(engine, fast[0], since) == plain[1]
+
+
+def recipient_bytes(engine, recipient: str | None, since: datetime.datetime) -> int:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(func.coalesce(func.sum(attempts_table.c.bytes_sent), 0))
+            .select_from(attempts_table.join(issuances_table, attempts_table.c.issuance_id == issuances_table.c.id))
+            .where(issuances_table.c.recipient == recipient, attempts_table.c.started_at >= since)
+        ).scalar_one()
 
 
 def state_of(engine) -> rollups.State:
