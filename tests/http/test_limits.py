@@ -140,7 +140,7 @@ async def test_head_never_uses_up_a_link_nor_counts_in_the_reports(fetch, issue_
 
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize(
-    "config_text", ["[limits]\nrecipient_daily_bytes = 1048576\nrate_per_download = 1000000\n"], ids=["1MiB"]
+    "config_text", ["[limits]\nrecipient_daily_bytes = 1048576\nrate_per_download = 250000\n"], ids=["1MiB"]
 )
 @pytest.mark.parametrize("size", [SIZE, 2 * 1024 * 1024], ids=["smaller", "larger"])
 async def test_parallel_downloads_overshoot_the_daily_bytes_by_one_file_at_most(
@@ -148,7 +148,9 @@ async def test_parallel_downloads_overshoot_the_daily_bytes_by_one_file_at_most(
 ):
     (files_dir / "InstMsiW.exe").write_bytes(b"\x07" * size)
     links = [await issue_link("InstMsiW.exe", recipient="greedy", ttl=86400) for _ in range(10)]
-    # A per-download rate keeps every download running while the others are checked.
+    # A per-download rate keeps every download running while the others are checked: at 1 MB/s
+    # a 300 KB download could end while a busy CI machine still checked the tenth, and the check
+    # (which may overstate, never understate) then counted it twice and refused the fourth.
     answers = await asyncio.gather(*(fetch(link) for link in links))
     served = [answer for answer in answers if answer.code == 200]
     assert len(served) == -(-1048576 // size)  # those that started under the allowance, no more
