@@ -80,7 +80,6 @@ class DaySums:
             row[at + offset] += int(value or 0)
 
 
-
 def _rows(connection: Connection, query: Select[Any]) -> list[Any]:
     return list(connection.execute(query).all())
 
