@@ -79,10 +79,6 @@ class DaySums:
         for offset, value in enumerate(values):
             row[at + offset] += int(value or 0)
 
-    def days(self) -> set[Day]:
-        found = {day for day, _, _ in self.traffic} | {day for day, _ in self.links}
-        return found | {day for _, day in self.recipients}
-
 
 def _rows(connection: Connection, query: Select[Any]) -> list[Any]:
     return list(connection.execute(query).all())
