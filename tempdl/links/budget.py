@@ -22,6 +22,7 @@ from tempdl.audit.records import Attempt
 from tempdl.config.settings import LimitSettings
 from tempdl.errors import TrafficBudgetSpent
 from tempdl.links.reservations import Hold, Reservations
+from tempdl.timeutil import local_midnight
 
 TOTAL = ("total",)
 """The reservations key of the server-wide allowance (recipients have their own keys)."""
@@ -32,17 +33,13 @@ def local_month_bounds(moment: datetime.datetime, zone: ZoneInfo) -> tuple[datet
     local = moment.astimezone(zone).date()
     first = local.replace(day=1)
     following = (first + datetime.timedelta(days=32)).replace(day=1)
-    start = datetime.datetime.combine(first, datetime.time(), zone)
-    end = datetime.datetime.combine(following, datetime.time(), zone)
-    return start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
+    return local_midnight(first, zone), local_midnight(following, zone)
 
 
 def local_day_bounds(moment: datetime.datetime, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.datetime]:
     """Start and end (UTC) of the operator's calendar day that contains `moment`."""
     local_day = moment.astimezone(zone).date()
-    start = datetime.datetime.combine(local_day, datetime.time(), zone)
-    end = datetime.datetime.combine(local_day + datetime.timedelta(days=1), datetime.time(), zone)
-    return start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
+    return local_midnight(local_day, zone), local_midnight(local_day + datetime.timedelta(days=1), zone)
 
 
 @dataclass(frozen=True)
