@@ -37,23 +37,19 @@ from sqlalchemy.exc import DBAPIError
 from tempdl.audit.rollup_sums import Block, DaySums, block_sums
 from tempdl.audit.statements import attempts as _attempts
 from tempdl.audit.statements import issuances as _issuances
-from tempdl.audit.tables import daily_links, daily_recipients, daily_traffic, rollup_state, weekly_recipients
+from tempdl.audit.tables import RECIPIENT_FIGURES
+from tempdl.audit.tables import daily_links as links_table
+from tempdl.audit.tables import daily_recipients as recipients_table
+from tempdl.audit.tables import daily_traffic as traffic_table
+from tempdl.audit.tables import rollup_state as state_table
+from tempdl.audit.tables import weekly_recipients as weekly_table
 
 log = logging.getLogger("tempdl.rollups")
 
-state_table = rollup_state
-traffic_table = daily_traffic
-links_table = daily_links
-recipients_table = daily_recipients
-weekly_table = weekly_recipients
 DAILY_TABLES = {
     "traffic": (traffic_table, ("day", "file_id", "outcome"), ("attempts", "bytes_sent", "uncounted")),
     "links": (links_table, ("day", "file_id"), ("links_issued", "links_downloaded")),
-    "recipients": (
-        recipients_table,
-        ("recipient", "day"),
-        ("links_issued", "links_named", "attempts", "ok", "partial", "refused", "bytes_sent"),
-    ),
+    "recipients": (recipients_table, ("recipient", "day"), RECIPIENT_FIGURES),
 }
 
 GUARD = datetime.timedelta(minutes=5)
