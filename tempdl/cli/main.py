@@ -62,7 +62,19 @@ EXIT_CODES = """exit codes:
   0  done
   1  the command failed (a missing file, a database that does not answer, ...)
   2  usage or configuration error (a bad flag, a bad config value: the message names it)"""
-COMMANDS = ("serve", "issue", "stats", "revoke", "db", "prune", "init", "check", "ingest-nginx-log")
+COMMAND_HANDLERS = {
+    "serve": ("serve", "serve"),
+    "issue": ("links", "issue"),
+    "stats": ("reports", "stats"),
+    "revoke": ("links", "revoke"),
+    "db": ("maintenance", "db_upgrade"),
+    "prune": ("maintenance", "prune"),
+    "init": ("init", "init"),
+    "check": ("check", "check"),
+    "ingest-nginx-log": ("maintenance", "ingest_nginx_log"),
+}
+"""Subcommand name to (module in tempdl.cli, function) that runs it; `init` alone is given no settings."""
+COMMANDS = tuple(COMMAND_HANDLERS)
 GLOBAL_OPTIONS = ("--config", "--data-dir", "--log-format", "--log-level")
 """Options every subcommand takes, before or after its name; each takes a value."""
 
@@ -216,20 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-COMMAND_HANDLERS = {
-    "serve": ("serve", "serve"),
-    "issue": ("links", "issue"),
-    "stats": ("reports", "stats"),
-    "revoke": ("links", "revoke"),
-    "db": ("maintenance", "db_upgrade"),
-    "prune": ("maintenance", "prune"),
-    "check": ("check", "check"),
-    "init": ("init", "init"),
-    "ingest-nginx-log": ("maintenance", "ingest_nginx_log"),
-}
-"""Subcommand name to (module in tempdl.cli, function) that runs it; `init` alone is given no settings."""
 
 
 def handler_for(command: str) -> Handler:
