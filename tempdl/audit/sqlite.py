@@ -11,7 +11,7 @@ not committed one by one: the runner commits all the writes of one event-loop tu
 (group commit) and only then lets their requests go on, so no byte leaves before its row is
 committed. The impatient connection never checkpoints the WAL itself (that means an fsync); the
 audit thread does it every 500 writes. Everything else, and every other database, goes through
-SQLAlchemy in `tempdl.audit.log`.
+SQLAlchemy in `tempdl.audit.log` (and the `attempts` and `reads` it inherits).
 
 The statements are those of `tempdl.audit.statements`, compiled once here for SQLite; their
 values go through the columns' own SQLAlchemy types, so a timestamp written here is the very text

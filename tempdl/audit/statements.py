@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import CursorResult, bindparam, insert, select, update
 
 from tempdl.audit.records import Attempt
 from tempdl.audit.tables import download_attempts as attempts
@@ -42,3 +42,11 @@ def close_values(attempt: Attempt) -> dict[str, Any]:
     values = {name: getattr(attempt, name) for name in CLOSE_COLUMNS}
     values["attempt_id"] = attempt.id
     return values
+
+
+def new_id(result: CursorResult[Any]) -> int:
+    """The primary key an INSERT just created (every tempdl insert writes exactly one row)."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise TypeError("not the result of a single-row INSERT")
+    return int(key[0])
