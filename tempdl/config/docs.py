@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
 
-from tempdl.config.keys import FILE_FIELDS, FILES_HELP, KEYS, Key
+from tempdl.config.fields import Key
+from tempdl.config.keys import FILE_FIELDS, FILES_HELP, KEYS
 from tempdl.config.toml import REGENERATE, classic_file_table, example_config, toml_value
 
 CHECKOUT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,8 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 
-from tempdl.config.keys import FILE_FIELDS, FILES_HELP, KEYS, SECTIONS, Key
+from tempdl.config.fields import Key
+from tempdl.config.keys import FILE_FIELDS, FILES_HELP, KEYS, SECTIONS
 from tempdl.errors import ConfigError
 
 WIDTH = 100

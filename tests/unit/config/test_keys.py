@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tempdl.cli.main import build_parser
-from tempdl.config.keys import BY_NAME, FILE_FIELDS, KEYS, SECTIONS, Key
+from tempdl.config.fields import Key
+from tempdl.config.keys import BY_NAME, FILE_FIELDS, KEYS, SECTIONS
 from tempdl.config.load import load_settings
 from tempdl.config.settings import SECTION_SETTINGS, OfferedFileConfig, Settings
 from tempdl.config.toml import example_config, render_config
