@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tempdl.cli.main import COMMANDS, build_parser
+from tempdl.cli.main import COMMANDS
+from tempdl.cli.parser import build_parser
 from tests.engines import free_port
 from tests.support import env_without_tempdl, sample_files, wait_until
 

@@ -13,7 +13,8 @@ import pytest
 
 from tempdl import __version__
 from tempdl.cli.init import init
-from tempdl.cli.main import build_parser, main
+from tempdl.cli.main import main
+from tempdl.cli.parser import build_parser
 from tempdl.config.keys import KEYS
 from tempdl.config.keys import KEYS as _KEYS  # one table: the loader reads what the example documents
 from tempdl.config.load import load_settings

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tempdl.cli.main import build_parser
+from tempdl.cli.parser import build_parser
 from tempdl.config.fields import Key
 from tempdl.config.keys import BY_NAME, FILE_FIELDS, KEYS, SECTIONS
 from tempdl.config.load import load_settings
