@@ -20,12 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import os
 import socket
-import struct
-import termios
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -33,6 +30,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import RequestHandler
 
+from tempdl.web import client_wait
 from tempdl.web.pace import ReadingPace
 from tempdl.web.throttle import RateLimiter
 
@@ -42,8 +40,6 @@ YIELD_EVERY = 4 * 1024 * 1024
 """Bytes a zero-copy download sends between two turns for the other requests (about 2 ms on
 loopback). A call takes only what the socket has room for, ~350 KB: a turn after each call made
 a 256 MiB download ~750 event-loop iterations, their cost a third of its server CPU over nginx's."""
-STALLED_CLIENT_TIMEOUT = 60.0  # seconds a client may read nothing before we give up on it
-LOOK_INTERVAL = 1.0  # seconds between looks at the client while we wait for it
 
 
 CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.ECONNABORTED})
@@ -119,7 +115,7 @@ async def send_chunks(
                     # Whatever the flush queued (headers, maybe), this chunk was queued last.
                     body_start = stream._total_write_index - len(chunk)
                 queued += len(chunk)
-                await _flushed_or_stalled(flushed, stream, pace)
+                await client_wait.flushed_or_stalled(flushed, stream, pace)
                 progress(queued)
         except StreamClosedError:
             pass
@@ -177,7 +173,7 @@ async def _sendfile_span(
             try:
                 count = os.sendfile(socket_fd, descriptor, start + sent, min(SENDFILE_BLOCK, length - sent))
             except BlockingIOError:
-                if not await _writable(socket_fd, stream, pace, _constant(sent)):
+                if not await client_wait.writable(socket_fd, stream, pace, client_wait.constant(sent)):
                     break
                 continue
             except OSError as error:
@@ -204,67 +200,6 @@ async def _sendfile_span(
     return sent
 
 
-async def _flushed_or_stalled(flushed: Awaitable[None], stream: IOStream, pace: ReadingPace) -> None:
-    """Wait for a flush; a client that reads nothing for STALLED_CLIENT_TIMEOUT, or too little
-    (`tempdl.web.pace`), is disconnected.
-
-    Without this, a client that never reads would hold its connection (and a download slot)
-    forever; memory stays bounded either way, since we write one chunk at a time.
-    """
-    if isinstance(flushed, asyncio.Future) and flushed.done():
-        return flushed.result()  # the kernel took it all at once (small files): nothing to watch
-    # Tornado keeps handing bytes to the kernel while we wait: its count is read at each look.
-    if not await _wait_unless_stalled(
-        asyncio.ensure_future(flushed), stream, pace, lambda: stream._total_write_done_index
-    ):
-        stream.close()
-        raise StreamClosedError()
-
-
-def _constant(value: int) -> Callable[[], int]:
-    """The bytes handed to the kernel so far, frozen: they do not change while a write waits."""
-    return lambda: value
-
-
-async def _writable(fd: int, stream: IOStream, pace: ReadingPace, handed: Callable[[], int]) -> bool:
-    """Wait until the socket takes more bytes; False when the client stalls or the stream closed."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_writer(fd, _resolve, ready)
-    try:
-        return await _wait_unless_stalled(ready, stream, pace, handed)
-    finally:
-        loop.remove_writer(fd)
-
-
-async def _wait_unless_stalled(
-    future: asyncio.Future, stream: IOStream, pace: ReadingPace, handed: Callable[[], int]
-) -> bool:
-    """Wait for `future`; False once the stream closed or the client stopped reading, or reads
-    below the floor of `pace`.
-
-    "Stopped reading" means the kernel's send queue did not shrink for STALLED_CLIENT_TIMEOUT
-    seconds. What the client took is what was `handed` to the kernel less what still waits in
-    its queue. Looked at every LOOK_INTERVAL, which also notices a stream Tornado closed
-    (shutdown, idle timeout) while our duplicated descriptor kept the socket open.
-    """
-    still_for = 0.0
-    queued = _unsent_bytes(stream)
-    while True:
-        try:
-            await asyncio.wait_for(asyncio.shield(future), LOOK_INTERVAL)
-            return True
-        except TimeoutError:
-            if stream.closed():
-                return False
-            now_queued = _unsent_bytes(stream)
-            shrank = now_queued is not None and queued is not None and now_queued < queued
-            still_for = 0.0 if shrank else still_for + LOOK_INTERVAL
-            queued = now_queued
-            if still_for >= STALLED_CLIENT_TIMEOUT or pace.too_slow(handed() - (now_queued or 0)):
-                return False
-
-
 def _cork(stream: IOStream, on: bool) -> bool:
     """Set TCP_CORK (Linux); False where there is none or the socket is already gone."""
     if not hasattr(socket, "TCP_CORK") or stream.closed():
@@ -274,15 +209,6 @@ def _cork(stream: IOStream, on: bool) -> bool:
     except OSError:
         return False
     return True
-
-
-def _unsent_bytes(stream: IOStream) -> int | None:
-    """Bytes still in the kernel's send queue (Linux SIOCOUTQ); None where that is unknown."""
-    try:
-        answer = fcntl.ioctl(stream.socket.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except (OSError, AttributeError, ValueError):
-        return None
-    return struct.unpack("i", answer)[0]
 
 
 @contextlib.contextmanager
@@ -296,11 +222,6 @@ def _opened(source: Path | int) -> Iterator[int]:
         yield descriptor
     finally:
         os.close(descriptor)
-
-
-def _resolve(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _account_for_bytes_sent_outside_tornado(handler: RequestHandler, sent: int, length: int) -> None:

@@ -12,7 +12,7 @@ import pytest
 from tempdl.app import make_app
 from tempdl.reports.period import Period
 from tempdl.reports.stats import build_report, metrics_snapshot
-from tempdl.web import pace, streaming
+from tempdl.web import client_wait, pace
 from tempdl.web.throttle import RateLimiter, chunk_size_for
 from tests.support import rows
 
@@ -176,7 +176,7 @@ async def test_a_reader_below_the_floor_is_cut_and_frees_its_slot(
     # The floor and its window, scaled down: 10 MB/s over 2 s instead of 4 KB/s over 30 s.
     monkeypatch.setattr(pace, "SLOW_READER_FLOOR", 10_000_000)
     monkeypatch.setattr(pace, "SLOW_READER_WINDOW", 2.0)
-    monkeypatch.setattr(streaming, "LOOK_INTERVAL", 0.1)
+    monkeypatch.setattr(client_wait, "LOOK_INTERVAL", 0.1)
     content = os.urandom(32 * 1024 * 1024)
     (files_dir / "InstMsiW.exe").write_bytes(content)
     path = await issue_link("InstMsiW.exe")
