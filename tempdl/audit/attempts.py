@@ -16,10 +16,9 @@ from tempdl.audit import counts, statements
 from tempdl.audit.records import Attempt, Outcome
 from tempdl.audit.runner import AuditRunner, hot, writes
 from tempdl.audit.statements import new_id
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import issuances as _issuances
 from tempdl.timeutil import utc_now
-
-_issuances = statements.issuances
-_attempts = statements.attempts
 
 
 class AuditAttempts(AuditRunner):

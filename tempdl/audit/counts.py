@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Integer, and_, case, func, select, type_coerce
 
 from tempdl.audit.records import Attempt, Outcome
-from tempdl.audit.statements import attempts as _attempts
+from tempdl.audit.tables import download_attempts as _attempts
 
 COUNTED = (Outcome.OK, Outcome.PARTIAL)
 """Outcomes whose bytes count as downloaded."""

@@ -21,12 +21,11 @@ from tempdl.audit.reads import AuditReads
 from tempdl.audit.records import IssuanceRecord
 from tempdl.audit.runner import hot, writes
 from tempdl.audit.statements import new_id
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import health_checks as _health_checks
+from tempdl.audit.tables import issuances as _issuances
 from tempdl.errors import IssuanceCapReached
 from tempdl.timeutil import utc_now
-
-_issuances = statements.issuances
-_attempts = statements.attempts
-_health_checks = statements.health_checks
 
 
 class AuditLog(AuditAttempts, AuditReads):

@@ -13,12 +13,11 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
 
-from tempdl.audit import counts, statements
+from tempdl.audit import counts
 from tempdl.audit.records import Outcome
 from tempdl.audit.runner import AuditRunner
-
-_issuances = statements.issuances
-_attempts = statements.attempts
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import issuances as _issuances
 
 
 class AuditReads(AuditRunner):

@@ -30,8 +30,8 @@ from tempdl.audit.rollups import (
     week_of,
     weekly_table,
 )
-from tempdl.audit.statements import attempts as _attempts
-from tempdl.audit.statements import issuances as _issuances
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import issuances as _issuances
 from tempdl.timeutil import local_midnight
 
 

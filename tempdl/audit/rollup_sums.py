@@ -25,8 +25,8 @@ from sqlalchemy import ColumnElement, Connection, Select, case, exists, func, li
 
 from tempdl.audit.counts import total_of
 from tempdl.audit.records import REFUSED_OUTCOMES, Outcome
-from tempdl.audit.statements import attempts as _attempts
-from tempdl.audit.statements import issuances as _issuances
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import issuances as _issuances
 from tempdl.audit.unindexed import Unindexed
 from tempdl.timeutil import local_midnight
 

@@ -35,12 +35,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from tempdl.audit.rollup_sums import Block, DaySums, block_sums
-from tempdl.audit.statements import attempts as _attempts
-from tempdl.audit.statements import issuances as _issuances
 from tempdl.audit.tables import RECIPIENT_FIGURES
 from tempdl.audit.tables import daily_links as links_table
 from tempdl.audit.tables import daily_recipients as recipients_table
 from tempdl.audit.tables import daily_traffic as traffic_table
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import issuances as _issuances
 from tempdl.audit.tables import rollup_state as state_table
 from tempdl.audit.tables import weekly_recipients as weekly_table
 

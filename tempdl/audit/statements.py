@@ -14,7 +14,6 @@ from sqlalchemy import CursorResult, bindparam, insert, select, update
 
 from tempdl.audit.records import Attempt
 from tempdl.audit.tables import download_attempts as attempts
-from tempdl.audit.tables import health_checks as health_checks  # re-exported, with the two below
 from tempdl.audit.tables import issuances
 
 ISSUANCE_COLUMNS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")

@@ -45,8 +45,8 @@ from sqlalchemy.sql import ColumnElement
 from tempdl.audit.counts import total_of
 from tempdl.audit.records import REFUSED_OUTCOMES, Outcome
 from tempdl.audit.rollup_sums import NONE_KEY, REPORTED
-from tempdl.audit.statements import attempts as _attempts
-from tempdl.audit.statements import issuances as _issuances
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import issuances as _issuances
 from tempdl.reports.period import Period, Unindexed, local_midnight
 
 OTHER_OUTCOMES = (Outcome.NOT_MODIFIED, Outcome.LANDING)  # answered, but no file was asked for

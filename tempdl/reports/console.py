@@ -12,8 +12,8 @@ import zoneinfo
 from sqlalchemy import Engine, func, select
 
 from tempdl.audit.records import IssuanceRecord
-from tempdl.audit.statements import attempts as _attempts
-from tempdl.audit.statements import issuances as _issuances
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import issuances as _issuances
 from tempdl.reports import rolled
 from tempdl.reports.stats import reading
 from tempdl.timeutil import local_midnight

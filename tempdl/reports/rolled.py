@@ -23,8 +23,8 @@ from sqlalchemy import ColumnElement, Connection, FromClause, Select, Table, fun
 
 from tempdl.audit import rollups
 from tempdl.audit.rollup_sums import NONE_KEY, Block, DaySums, block_sums
-from tempdl.audit.statements import attempts as _attempts
-from tempdl.audit.statements import issuances as _issuances
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import issuances as _issuances
 from tempdl.reports.breakdowns import BreakdownRow, Totals, fold_cube, ranked
 from tempdl.reports.period import Period
 

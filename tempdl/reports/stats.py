@@ -22,8 +22,8 @@ from sqlalchemy.exc import DBAPIError
 
 from tempdl.audit import rollups
 from tempdl.audit.engine import waiting_until
-from tempdl.audit.statements import attempts as _attempts
-from tempdl.audit.statements import issuances as _issuances
+from tempdl.audit.tables import download_attempts as _attempts
+from tempdl.audit.tables import issuances as _issuances
 from tempdl.reports import rolled
 from tempdl.reports.breakdowns import (
     BreakdownRow,

@@ -20,8 +20,8 @@ from tempdl.audit import rollups
 from tempdl.audit.engine import make_engine
 from tempdl.audit.log import AuditLog
 from tempdl.audit.records import Outcome
-from tempdl.audit.statements import attempts as attempts_table
-from tempdl.audit.statements import issuances as issuances_table
+from tempdl.audit.tables import download_attempts as attempts_table
+from tempdl.audit.tables import issuances as issuances_table
 from tempdl.reports import rolled
 from tempdl.reports.console import busiest_recipient
 from tempdl.reports.period import Period
