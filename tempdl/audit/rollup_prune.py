@@ -19,7 +19,6 @@ from sqlalchemy import Connection, and_, delete, func, or_, select
 
 from tempdl.audit.rollup_sums import DOWNLOADED, Block, DaySums, block_sums
 from tempdl.audit.rollups import (
-    DAILY_TABLES,
     State,
     add_sums,
     clear,
@@ -30,6 +29,7 @@ from tempdl.audit.rollups import (
     week_of,
     weekly_table,
 )
+from tempdl.audit.tables import RECIPIENT_FIGURES
 from tempdl.audit.tables import download_attempts as _attempts
 from tempdl.audit.tables import issuances as _issuances
 from tempdl.timeutil import local_midnight
@@ -38,7 +38,7 @@ from tempdl.timeutil import local_midnight
 def _rebuild_weeks(connection: Connection, weeks: set[datetime.date], through: datetime.date) -> None:
     """Sum the weekly rows of the weeks up to `through`'s, and of `weeks`, again from the daily rows."""
     through = week_of(through)
-    figures = DAILY_TABLES["recipients"][2]
+    figures = RECIPIENT_FIGURES
     connection.execute(delete(weekly_table).where(or_(weekly_table.c.week <= through, weekly_table.c.week.in_(weeks))))
     days = recipients_table.c.day
     spans = [days <= through + datetime.timedelta(days=6)]

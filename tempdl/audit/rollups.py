@@ -155,7 +155,7 @@ def add_sums(connection: Connection, sums: DaySums, *, weekly: bool = True) -> N
     for name, (table, keys, values) in DAILY_TABLES.items():
         upsert(connection, table, keys, values, getattr(sums, name))
     if weekly:
-        upsert(connection, weekly_table, ("recipient", "week"), DAILY_TABLES["recipients"][2], _weekly(sums.recipients))
+        upsert(connection, weekly_table, ("recipient", "week"), RECIPIENT_FIGURES, _weekly(sums.recipients))
 
 
 def move(connection: Connection, seen: State, now: datetime.datetime, **values: Any) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Connection, FromClause, Select, Table, fun
 
 from tempdl.audit import rollups
 from tempdl.audit.rollup_sums import NONE_KEY, Block, DaySums, block_sums
+from tempdl.audit.tables import RECIPIENT_FIGURES
 from tempdl.audit.tables import download_attempts as _attempts
 from tempdl.audit.tables import issuances as _issuances
 from tempdl.reports.breakdowns import BreakdownRow, Totals, fold_cube, ranked
@@ -143,7 +144,7 @@ def _recipient_sums(rolled: Rolled, period: Period) -> dict[str, list[int]]:
     """recipient (`-` for NULL) -> [issued, named, attempts, ok, partial, refused, bytes] in the period."""
     if period in rolled.recipients:
         return rolled.recipients[period]
-    names = rollups.DAILY_TABLES["recipients"][2]
+    names = RECIPIENT_FIGURES
     found: dict[str, list[int]] = {}
     for table, conditions in _recipient_spans(period):
         # one query per span: each streams (weekly) or sorts a few days; a UNION ALL would sort all
