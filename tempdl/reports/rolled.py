@@ -34,6 +34,7 @@ LIVE_ROWS_AT_LEAST = 100_000
 
 _Cube = list[tuple[str, str, int, int]]
 WEEK = datetime.timedelta(days=7)
+_BYTES_SENT = RECIPIENT_FIGURES.index("bytes_sent")  # its place in a recipient's figures
 
 
 @dataclass
@@ -258,7 +259,7 @@ def busiest_since(rolled: Rolled, day: datetime.date, since: datetime.datetime) 
     found = {recipient: int(sent) for recipient, sent in _rows(rolled, query)}
     for (recipient, live_day), figures in rolled.live.recipients.items():
         if live_day >= day and recipient != NONE_KEY:
-            found[recipient] = found.get(recipient, 0) + figures[6]
+            found[recipient] = found.get(recipient, 0) + figures[_BYTES_SENT]
     dashed = (
         select(func.coalesce(func.sum(_attempts.c.bytes_sent), 0))
         .select_from(_attempts.join(_issuances, _attempts.c.issuance_id == _issuances.c.id))
