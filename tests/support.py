@@ -10,12 +10,14 @@ import io
 import os
 import re
 import secrets
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 import untangle
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
@@ -47,6 +49,28 @@ class FakeClock:
 def in_ci() -> bool:
     """Under CI (`CI=true`) every engine and browser test must run: a skip there is a failure."""
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make one file read-only for real, even to root: bind-mounted onto itself read-only.
+
+    Files opened before keep writing it, as with a `chmod` or a remount under a running
+    process; what opens it from now on gets a read-only file. CI runs as root: a skip there is a
+    failure.
+    """
+    target = str(path)
+    for argv in (["mount", "--bind", target, target], ["mount", "-o", "remount,bind,ro", target]):
+        made = subprocess.run(argv, capture_output=True, text=True)
+        if made.returncode != 0:
+            subprocess.run(["umount", "-l", target], capture_output=True)
+            if in_ci():
+                pytest.fail(f"cannot bind-mount {target} read-only (CI runs as root): {made.stderr.strip()}")
+            pytest.skip("a read-only bind mount needs root")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", target], check=True)
 
 
 def wait_until(

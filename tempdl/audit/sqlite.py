@@ -92,6 +92,8 @@ _SELECT_ISSUANCE = Prepared(statements.SELECT_ISSUANCE)
 _INSERT_ATTEMPT = Prepared(statements.INSERT_ATTEMPT, statements.ATTEMPT_COLUMNS)
 _CLOSE_ATTEMPT = Prepared(statements.CLOSE_ATTEMPT)
 _NOTE_PROGRESS = Prepared(statements.NOTE_PROGRESS)
+SQLITE_READONLY = 8
+"""The primary result code of "attempt to write a readonly database" (extended codes add high bits)."""
 
 
 class SQLiteHotPath:
@@ -113,9 +115,12 @@ class SQLiteHotPath:
         finally:
             self._local.impatient = False
 
+    def _slot(self) -> str:
+        return "impatient_connection" if getattr(self._local, "impatient", False) else "connection"
+
     def _raw(self) -> sqlite3.Connection:
         impatient = getattr(self._local, "impatient", False)
-        slot = "impatient_connection" if impatient else "connection"
+        slot = self._slot()
         connection = getattr(self._local, slot, None)
         if connection is None:
             connection = sqlite3.connect(self._database, check_same_thread=False)
@@ -186,8 +191,8 @@ class SQLiteHotPath:
             if not getattr(self._local, "impatient", False):
                 connection.commit()
             return int(cursor.lastrowid or 0)  # the new row for an INSERT; UPDATE callers ignore it
-        except sqlite3.Error:
-            connection.rollback()
+        except sqlite3.Error as error:
+            self._roll_back(connection, error)
             raise
 
     def commit_impatient(self) -> None:
@@ -196,9 +201,22 @@ class SQLiteHotPath:
             connection = self._raw()
             try:
                 connection.commit()
-            except sqlite3.Error:
-                connection.rollback()
+            except sqlite3.Error as error:
+                self._roll_back(connection, error)
                 raise
+
+    def _roll_back(self, connection: sqlite3.Connection, error: sqlite3.Error) -> None:
+        """Undo a failed write; a connection SQLite opened read-only is closed, to be opened anew.
+
+        SQLite opens a file it may not write (its mode or its mount changed under the server)
+        read-only without a word, and such a connection stays read-only for good: downloads were
+        refused with 503 long after the file could be written again, until a restart.
+        """
+        connection.rollback()
+        if getattr(error, "sqlite_errorcode", 0) & 0xFF == SQLITE_READONLY:
+            connection.close()
+            self._opened.remove(connection)
+            setattr(self._local, self._slot(), None)
 
     def rollback_impatient(self) -> None:
         with self.impatient():

@@ -1,5 +1,5 @@
 """Faults made for real beside a running server (SPEC "Faults"): a second server, a lock held by
-another process, a full disk, a deleted database, a long reader, a SIGKILL mid-download."""
+another process, a full disk, a deleted or read-only database, a long reader, a SIGKILL mid-download."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from tempdl.audit.engine import JOURNAL_SIZE_LIMIT_BYTES
 from tests.live_server import LiveServer, quote_token
-from tests.support import in_ci, reply_content, rows, sample_bytes, text_message, wait_until
+from tests.support import in_ci, read_only, reply_content, rows, sample_bytes, text_message, wait_until
 
 BIG = 64 * 1024 * 1024
 
@@ -122,6 +122,21 @@ def test_a_deleted_database_makes_health_and_downloads_answer_503(server):
     assert server.request("GET", "/healthz").status == 503
     assert server.request("GET", path).status == 503
     assert server.log().count("event=audit_unavailable") == 1
+
+
+def test_a_read_only_database_file_is_refused_with_503_until_it_can_be_written_again(server):
+    path = quote_token(server.issue("small"))
+    assert server.request("GET", path).status == 200  # the server's connections are open, read-write
+    with read_only(server.database):
+        assert [server.request("GET", "/healthz").status for _ in range(2)] == [503, 503]
+        refused = server.request("GET", path)
+        assert refused.status == 503 and refused.headers["Retry-After"]
+    assert server.request("GET", "/healthz").status == 200
+    assert server.request("GET", path).status == 200
+    log = server.log()
+    assert log.count("event=audit_unavailable") == 1 and "is read-only" in log
+    assert log.count("event=audit_recovered") == 1
+    assert [row[0] for row in server.rows("SELECT outcome FROM download_attempts ORDER BY id")] == ["ok", "ok"]
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """`GET /healthz`: 200 `ok` when the audit database would take a write now, else 503.
 
-A read-only or locked database still answers reads, but no download may be served unrecorded,
-so the health check asks for the write lock (and lets go of it at once).
+A read-only, full or locked database still answers reads, but no download may be served
+unrecorded, so the health check commits a real write (`AuditLog.probe_write`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import sqlite3
+from pathlib import Path
 
 import pytest
 from sqlalchemy import DateTime
@@ -17,8 +18,9 @@ from sqlalchemy.dialects import sqlite
 from tempdl.audit import statements
 from tempdl.audit.log import AuditLog
 from tempdl.audit.records import USER_AGENT_MAX, Attempt, Outcome
-from tempdl.audit.sqlite import Prepared
+from tempdl.audit.sqlite import Prepared, SQLiteHotPath
 from tempdl.audit.tables import UTCDateTime
+from tests.support import read_only
 
 UTC = datetime.UTC
 DIALECT = sqlite.dialect()
@@ -91,3 +93,25 @@ def test_rows_from_the_fast_path_and_from_sqlalchemy_are_the_same_bytes(settings
     assert fetched[fast] == fetched[slow]
     assert fetched[fast][:2] == ("'2026-11-30 23:30:05.123456'", "'2026-11-30 23:30:08.123456'")
     assert fetched[fast][-1] == USER_AGENT_MAX
+
+
+def test_a_connection_opened_read_only_is_opened_again_once_the_file_can_be_written(settings, audit: AuditLog):
+    """SQLite opens a file it may not write read-only, silently, and such a connection stays so."""
+    database = settings.database_url.removeprefix("sqlite:///")
+    hot = SQLiteHotPath(database, busy_timeout_ms=1000)
+    values = {
+        "file_id": "hello.txt",
+        "recipient": None,
+        "channel": "cli",
+        "created_at": MOMENTS[0],
+        "expires_at": MOMENTS[1],
+        "max_downloads": None,
+    }
+    try:
+        with read_only(Path(database)), pytest.raises(sqlite3.OperationalError, match="readonly"):
+            hot.insert_issuance(values)  # the first connection of this path: opened read-only
+        written = hot.insert_issuance(values)
+    finally:
+        hot.close()
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("SELECT id, file_id FROM issuances").fetchall() == [(written, "hello.txt")]
