@@ -25,14 +25,14 @@ class DatabaseFile:
 
     def check(self) -> None:
         """Raise `AuditUnavailable` when the path is gone, names another file, or is read-only."""
-        if self._identity is None:
-            if not os.path.exists(self.path):
-                return
-            self._identity = _identity(self.path)
         try:
             now = _identity(self.path)
         except FileNotFoundError:
+            if self._identity is None:
+                return  # not created yet
             raise AuditUnavailable(f"the database file {self.path} was deleted") from None
+        if self._identity is None:
+            self._identity = now
         if now != self._identity:
             raise AuditUnavailable(f"the database file {self.path} was replaced")
         if not os.access(self.path, os.W_OK):

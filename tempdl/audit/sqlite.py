@@ -92,8 +92,6 @@ _SELECT_ISSUANCE = Prepared(statements.SELECT_ISSUANCE)
 _INSERT_ATTEMPT = Prepared(statements.INSERT_ATTEMPT, statements.ATTEMPT_COLUMNS)
 _CLOSE_ATTEMPT = Prepared(statements.CLOSE_ATTEMPT)
 _NOTE_PROGRESS = Prepared(statements.NOTE_PROGRESS)
-SQLITE_READONLY = 8
-"""The primary result code of "attempt to write a readonly database" (extended codes add high bits)."""
 
 
 class SQLiteHotPath:
@@ -213,7 +211,7 @@ class SQLiteHotPath:
         refused with 503 long after the file could be written again, until a restart.
         """
         connection.rollback()
-        if getattr(error, "sqlite_errorcode", 0) & 0xFF == SQLITE_READONLY:
+        if getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:  # extended codes add high bits
             connection.close()
             self._opened.remove(connection)
             setattr(self._local, self._slot(), None)
