@@ -1,12 +1,16 @@
-"""Request heads over the size limit get a real answer: 414 for a long URL, 431 for a big head.
+"""Requests over the size limits get a real answer: 414 for a long URL, 431 for a big head, 413
+for a big body.
 
-Tornado's own limit (`max_header_size`) closes the connection without a status line, so the
-client cannot tell a limit from a crash and the audit log never hears of it. Here Tornado reads
-heads up to `HEAD_READ_CEILING`, and `HeadLimitAdapter` answers anything over `MAX_HEAD_BYTES`
-itself, before the request reaches the app: 414 when the URL alone is over it, else 431. An
-oversized request for the download route also leaves a `download_attempts` row (`bad`), as every
-download request does. Only a head over the ceiling is still cut off by Tornado: the ceiling is
-what one connection may make the server hold in memory while its head arrives.
+Tornado's own limits (`max_header_size`, `max_body_size`) close the connection without a status
+line, or with a bare 400, so the client cannot tell a limit from a crash and the audit log never
+hears of it. Here Tornado reads heads up to `HEAD_READ_CEILING`, and `HeadLimitAdapter` answers
+anything over `MAX_HEAD_BYTES` itself, before the request reaches the app: 414 when the URL alone
+is over it, else 431. A body over `MAX_BODY_BYTES` is answered 413 before it is read when its
+`Content-Length` says so, or the moment a chunked one crosses it, so the app never buffers more
+than that and its handlers need not stream. An oversized request for the download route also
+leaves a `download_attempts` row (`bad`), as every download request does. Only a head over the
+ceiling is still cut off by Tornado: the ceiling is what one connection may make the server hold
+in memory while its head arrives.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ MAX_HEAD_BYTES = 16 * 1024
 """The request line plus headers a request may have; its URL alone may not be longer either."""
 HEAD_READ_CEILING = 2 * 1024 * 1024
 """What Tornado reads of a head before giving up on it (then the connection is cut)."""
+MAX_BODY_BYTES = 64 * 1024
+"""The body a request may carry: a WeChat message is ~1 KiB, an admin form less."""
 USER_AGENT_KEPT = 512
 
 _ANSWERS = {
     414: ("URI Too Long", "请求的网址过长。\nThe requested URL is too long.\n"),
     431: ("Request Header Fields Too Large", "请求头过大。\nThe request's header fields are too large.\n"),
+    413: ("Content Too Large", "请求内容过大（上限 64 KiB）。\nThe request body is too large (64 KiB at most).\n"),
 }
 
 
@@ -43,11 +50,17 @@ def head_bytes(start_line: httputil.RequestStartLine, headers: httputil.HTTPHead
 
 
 def oversized_status(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> int | None:
-    """414 or 431 for a head over the limit; None for one within it."""
+    """414 or 431 for a head over the limit, 413 for a declared body over it; None within them.
+
+    A `Content-Length` that is not one plain number is left to Tornado, which refuses it (400).
+    """
     if len(start_line.path) > MAX_HEAD_BYTES:
         return 414
     if head_bytes(start_line, headers) > MAX_HEAD_BYTES:
         return 431
+    declared = headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return 413
     return None
 
 
@@ -66,6 +79,7 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
         self.audit = audit
         self.clock = clock
         self.answered = False
+        self.body_bytes = 0  # of a body read so far; a declared one over the limit is never read
 
     def headers_received(
         self,
@@ -75,6 +89,7 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
         assert isinstance(start_line, httputil.RequestStartLine)
         status = oversized_status(start_line, headers)
         if status is None:
+            self.start_line, self.headers = start_line, headers  # for a chunked body that grows too large
             return self.delegate.headers_received(start_line, headers)
         self.answered = True
         return self._answer(status, start_line, headers)
@@ -83,11 +98,12 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
         client_ip = getattr(getattr(self.request_conn, "context", None), "remote_ip", None)
         download = urllib.parse.urlsplit(start_line.path).path.startswith(DOWNLOAD_ROUTE)
         log.warning(
-            "event=request_too_large status=%d ip=%s url_bytes=%d head_bytes=%d route=%s",
+            "event=request_too_large status=%d ip=%s url_bytes=%d head_bytes=%d body_bytes=%s route=%s",
             status,
             client_ip,
             len(start_line.path),
             head_bytes(start_line, headers),
+            self.body_bytes or headers.get("Content-Length", 0),  # counted, else as declared
             "download" if download else "other",
         )
         if download and self.audit is not None:
@@ -128,7 +144,13 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
             log.warning("event=request_too_large_unrecorded status=%d error=%s", status, type(error).__name__)
 
     def data_received(self, chunk: bytes):
-        return None if self.answered else self.delegate.data_received(chunk)
+        if self.answered:
+            return None
+        self.body_bytes += len(chunk)
+        if self.body_bytes > MAX_BODY_BYTES:  # only a chunked body gets here: a declared one was refused
+            self.answered = True
+            return self._answer(413, self.start_line, self.headers)
+        return self.delegate.data_received(chunk)
 
     def finish(self) -> None:
         if not self.answered:

@@ -3,7 +3,8 @@
 Order of checks on a POST, each refusal logged with its reason (never the openid or the text), at
 most once a minute per reason (`LogLimiter`: an unsigned flood costs the sender nothing):
 
-1. body over 64 KiB: 413;
+1. body over 64 KiB: 413, answered before the body is read (`tempdl.web.oversized`), so the
+   handler gets the whole body at once and need not stream it;
 2. who sent it: plain mode checks `signature` (token, timestamp, nonce); safe and compatible mode
    (`encrypt_type=aes`) check `msg_signature`, which also covers the encrypted body, then decrypt
    (403 forged, 400 malformed). When AES is asked for but not configured here, either signature
@@ -29,7 +30,7 @@ import secrets
 from collections.abc import Awaitable
 from typing import Any
 
-from tornado.web import HTTPError, stream_request_body
+from tornado.web import HTTPError
 
 from tempdl.config.settings import WeChatSettings
 from tempdl.errors import AuditUnavailable
@@ -51,7 +52,6 @@ from tempdl.wechat.signature import sha1_signature, signatures_match
 
 log = logging.getLogger("tempdl.wechat")
 
-MAX_BODY_BYTES = 64 * 1024
 REPLY_DEADLINE_SECONDS = 3.0
 """WeChat waits 5 s for a reply; 3 s leaves room for the network and still beats its resend."""
 ECHOSTR = re.compile(r"[!-~]{1,128}")
@@ -84,7 +84,6 @@ def wechat_handler_arguments(
     }
 
 
-@stream_request_body
 class WeChatHandler(BaseHandler):
     def initialize(
         self,
@@ -108,25 +107,12 @@ class WeChatHandler(BaseHandler):
         self.log_limiter = log_limiter or LogLimiter()
         self.access_log_level: int | None = None
         """INFO for a refusal whose reason is logged (or held back) by `log_exception`: one line to see."""
-        self.body = bytearray()
-        self.too_large = False
+        self.prepared = False  # Tornado's own checks, before `prepare`, are passed
 
     def prepare(self) -> None:
+        self.prepared = True
         if not self.wechat.token:
             self._not_configured("WeChat endpoint not configured: set wechat.token. 未配置微信 Token。")
-            return
-        declared = self.request.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            self.too_large = True
-            self.send_error(413)
-
-    def data_received(self, chunk: bytes) -> None:
-        if self.too_large:
-            return
-        self.body.extend(chunk)
-        if len(self.body) > MAX_BODY_BYTES:
-            self.too_large = True
-            self.body.clear()
 
     def _not_configured(self, text: str) -> None:
         self.set_status(503)
@@ -161,9 +147,6 @@ class WeChatHandler(BaseHandler):
         self.write(echostr)
 
     async def post(self) -> None:
-        if self.too_large:
-            self.send_error(413)
-            return
         now = self.clock()
         encrypted = self.get_query_argument("encrypt_type", "").lower() == "aes"
         if encrypted and self.crypto is None:
@@ -210,12 +193,12 @@ class WeChatHandler(BaseHandler):
     def _plain_body(self) -> bytes:
         if not self._signed_by_wechat():
             raise HTTPError(403, "message refused: bad signature")
-        return bytes(self.body)
+        return self.request.body
 
     def _encrypted_part_signed(self) -> bool:
         """Whether `msg_signature` covers this body's `<Encrypt>`: needs only the token."""
         try:
-            encrypt = encrypted_part(bytes(self.body))
+            encrypt = encrypted_part(self.request.body)
         except WeChatCryptoError:
             return False
         expected = sha1_signature(
@@ -226,11 +209,31 @@ class WeChatHandler(BaseHandler):
         )
         return signatures_match(expected, self.get_query_argument("msg_signature", None))
 
+    def _unsigned_first(self, error: HTTPError) -> HTTPError:
+        """What to answer for `error`: 403 instead of a 400 from Tornado for a request not WeChat's.
+
+        Tornado reads a form-typed body (`Content-Type: application/x-www-form-urlencoded` or
+        `multipart/form-data`) as a form before `prepare` and refuses a malformed one with 400,
+        before our checks run. The signature still comes first: an unsigned request is a 403.
+        """
+        if self.prepared or error.status_code != 400:
+            return error
+        if not (self._signed_by_wechat() or self._encrypted_part_signed()):
+            return HTTPError(403, "message refused: bad signature")
+        return error
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, HTTPError):
+            status_code = self._unsigned_first(error).status_code
+        super().send_error(status_code, **kwargs)
+
     def log_exception(self, typ, value, tb) -> None:
         """A refusal's reason at most once a minute per reason, with the count of those held back."""
         if not (isinstance(value, HTTPError) and value.log_message and value.status_code < 500):
             super().log_exception(typ, value, tb)
             return
+        value = self._unsigned_first(value)
         self.access_log_level = logging.INFO  # the reason line is this refusal's one WARNING
         held_back = self.log_limiter.allow(value.log_message, self.clock().timestamp())
         if held_back is None:
@@ -253,7 +256,7 @@ class WeChatHandler(BaseHandler):
         assert self.crypto is not None
         try:
             return self.crypto.decrypt(
-                encrypted_part(bytes(self.body)),
+                encrypted_part(self.request.body),
                 self.get_query_argument("msg_signature", ""),
                 self.get_query_argument("timestamp", ""),
                 self.get_query_argument("nonce", ""),
