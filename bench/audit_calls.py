@@ -5,7 +5,7 @@
 Runs, on a fresh SQLite file, the audit calls one uncapped 4 KiB download makes through
 `AuditLog.run` on the event loop (read the issuance, open the attempt, close it), plus one
 refusal written in one go, and prints the process CPU µs per download. Without HTTP and
-Tornado around it this moves far less with other load on the machine than `ab_small.py`;
+Tornado around it this moves far less with other load on the machine than `ab.py`;
 alternate two checkouts by running it in each, in turn.
 """
 
