@@ -113,12 +113,12 @@ class SQLiteHotPath:
         finally:
             self._local.impatient = False
 
-    def _slot(self) -> str:
-        return "impatient_connection" if getattr(self._local, "impatient", False) else "connection"
+    def _impatient(self) -> bool:
+        return getattr(self._local, "impatient", False)
 
     def _raw(self) -> sqlite3.Connection:
-        impatient = getattr(self._local, "impatient", False)
-        slot = self._slot()
+        impatient = self._impatient()
+        slot = _connection_slot(impatient)
         connection = getattr(self._local, slot, None)
         if connection is None:
             connection = sqlite3.connect(self._database, check_same_thread=False)
@@ -186,7 +186,7 @@ class SQLiteHotPath:
         connection = self._raw()
         try:
             cursor = connection.execute(statement.sql, statement.parameters(values))
-            if not getattr(self._local, "impatient", False):
+            if not self._impatient():
                 connection.commit()
             return int(cursor.lastrowid or 0)  # the new row for an INSERT; UPDATE callers ignore it
         except sqlite3.Error as error:
@@ -214,7 +214,7 @@ class SQLiteHotPath:
         if getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:  # extended codes add high bits
             connection.close()
             self._opened.remove(connection)
-            setattr(self._local, self._slot(), None)
+            setattr(self._local, _connection_slot(self._impatient()), None)
 
     def rollback_impatient(self) -> None:
         with self.impatient():
@@ -240,3 +240,8 @@ class SQLiteHotPath:
     def note_progress(self, values: Mapping[str, Any]) -> None:
         """`NOTE_PROGRESS` with its values: `attempt_id`, `bytes_sent`, `progress_at`."""
         self._write(_NOTE_PROGRESS, values)
+
+
+def _connection_slot(impatient: bool) -> str:
+    """The thread-local attribute holding this thread's connection of that kind."""
+    return "impatient_connection" if impatient else "connection"
