@@ -39,7 +39,11 @@ USER_AGENT_KEPT = 512
 _ANSWERS = {
     414: ("URI Too Long", "请求的网址过长。\nThe requested URL is too long.\n"),
     431: ("Request Header Fields Too Large", "请求头过大。\nThe request's header fields are too large.\n"),
-    413: ("Content Too Large", "请求内容过大（上限 64 KiB）。\nThe request body is too large (64 KiB at most).\n"),
+    413: (
+        "Content Too Large",
+        f"请求内容过大（上限 {MAX_BODY_BYTES // 1024} KiB）。\n"
+        f"The request body is too large ({MAX_BODY_BYTES // 1024} KiB at most).\n",
+    ),
 }
 
 

@@ -93,7 +93,6 @@ _GENERIC_ERRORS = {
     403: ("拒绝访问。", "Forbidden."),
     404: ("页面不存在。", "Not found."),
     405: ("不支持此请求方法。", "Method not allowed."),
-    413: ("请求内容过大。", "Request body too large."),
 }
 
 
