@@ -15,14 +15,13 @@ from tempdl.links.issuing import DOWNLOAD_ROUTE, Issuer
 from tempdl.links.tokens import LinkSigner
 from tempdl.timeutil import Clock, utc_now
 from tempdl.web.access_log import log_request
-from tempdl.web.handlers.admin import DashboardHandler, MetricsHandler, Reports, StatsDataHandler
-from tempdl.web.handlers.admin_actions import Console, IssueLinkHandler, LiveDownloadsHandler, RevokeLinkHandler
 from tempdl.web.handlers.base import BaseHandler
 from tempdl.web.handlers.basic_auth import FailedLogins
 from tempdl.web.handlers.download import DownloadHandler
 from tempdl.web.handlers.health import HealthHandler
 from tempdl.web.handlers.wechat import ReplyMemory, WeChatHandler, wechat_handler_arguments
 from tempdl.web.inflight import InFlight
+from tempdl.web.operator_routes import OPERATOR_PATHS, OperatorReports, OperatorRoutes
 from tempdl.web.streams import Streams
 from tempdl.web.templates import PackageLoader
 from tempdl.web.throttle import RateLimiter
@@ -79,7 +78,7 @@ class TempdlApp(Application):
         self.audit = audit
         self.clock = clock
         self.state = state
-        self.reports = Reports(settings, audit.engine, clock, state.downloads_streaming)
+        self.reports = OperatorReports(audit.engine, clock, state.downloads_streaming, state.failed_logins)
         self._wechat: dict | None = None
         super().__init__(
             self._routes(settings),
@@ -95,7 +94,6 @@ class TempdlApp(Application):
         router = self.wildcard_router
         fresh = type(router)(self, self._routes(settings))  # parses every rule before anything changes
         router.rules = fresh.rules
-        self.reports.settings = settings
         self.config = settings
 
     def _routes(self, settings: Settings) -> list:
@@ -119,19 +117,11 @@ class TempdlApp(Application):
             "serve_mode": settings.serve_mode,
             "x_accel_prefix": settings.x_accel_prefix,
         }
-        operator = {"reports": self.reports, "failed_logins": state.failed_logins}
-        console = {**operator, "console": Console(catalog, issuer, audit, state.downloads_streaming)}
         return [
             (settings.wechat.path, WeChatHandler, wechat),
             (DOWNLOAD_ROUTE + r"([^/]*)", DownloadHandler, download),
             (r"/healthz", HealthHandler, {"audit": audit}),
-            (r"/admin/?", DashboardHandler, console),
-            (r"/admin/stats\.json", StatsDataHandler, {**operator, "data_format": "json"}),
-            (r"/admin/stats\.csv", StatsDataHandler, {**operator, "data_format": "csv"}),
-            (r"/admin/links", IssueLinkHandler, console),
-            (r"/admin/links/([0-9]+)/revoke", RevokeLinkHandler, console),
-            (r"/admin/live\.json", LiveDownloadsHandler, console),
-            (r"/metrics", MetricsHandler, operator),
+            (OPERATOR_PATHS, OperatorRoutes(self, settings, catalog, issuer, audit, self.reports)),
         ]
 
 

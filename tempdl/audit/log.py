@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, exists, func, insert, select, text, update
 
-from tempdl.audit import rollup_prune, statements
+from tempdl.audit import statements
 from tempdl.audit.attempts import AuditAttempts
 from tempdl.audit.reads import AuditReads
 from tempdl.audit.records import IssuanceRecord
@@ -126,6 +126,8 @@ class AuditLog(AuditAttempts, AuditReads):
         of the days it touched are summed again in the same transaction (`rollup_prune.after_prune`).
         Returns (attempts, issuances) removed.
         """
+        from tempdl.audit import rollup_prune  # the rollups are the reports': a serving process never prunes
+
         referenced = exists(select(_attempts.c.id).where(_attempts.c.issuance_id == _issuances.c.id))
         with self.engine.begin() as connection:
             hold = rollup_prune.hold_for_prune(connection, cutoff)

@@ -10,10 +10,11 @@ import csv
 import dataclasses
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tempdl.reports.period import Period
-from tempdl.reports.stats import Report
+if TYPE_CHECKING:  # `human_bytes` is also the landing page's: followers' pages need no report code
+    from tempdl.reports.period import Period
+    from tempdl.reports.stats import Report
 
 COLUMNS = ("links_issued", "attempts", "ok", "partial", "refused", "bytes_sent")
 EMPTY_MESSAGE = "No downloads yet: no links were issued and nothing was downloaded in this period."

@@ -347,3 +347,14 @@ def test_each_app_has_its_own_metrics_registry(settings, audit):
     make_app(settings, audit)
     make_app(settings, audit)
     assert not [name for name in REGISTRY._names_to_collectors if name.startswith("tempdl")]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/admin/nope", "/admin/stats.xml", "/adminx", "/metrics/x", "/admin/links/x/revoke"])
+async def test_paths_beside_the_operator_pages_are_plain_404s(admin, path):
+    """The operator's routes are one lazily built table under `/admin` and `/metrics`: a path in
+    that space it has no page for still gets the site's 404, credentials or not."""
+    response = await admin(path)
+    assert response.code == 404
+    assert "WWW-Authenticate" not in response.headers
+    assert "Not found." in response.body.decode()

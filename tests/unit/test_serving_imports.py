@@ -1,8 +1,9 @@
 """A serving process imports only what serving needs: every module costs resident memory.
 
 Alembic and Mako load in the forked migration child, prometheus_client on the first /metrics,
-segno on the first admin link, the ORM never (the tables are Core), and each CLI command's
-module only when it is the command run.
+segno on the first admin link, the operator pages (their handlers, the report queries, the chart)
+on the first `/admin/` or `/metrics` request, PostgreSQL's dialect only with a PostgreSQL engine,
+the ORM never (the tables are Core), and each CLI command's module only when it is the command run.
 The check runs in a fresh interpreter, importing what `python server.py serve` imports.
 """
 
@@ -19,6 +20,13 @@ NOT_FOR_SERVING = (
     "mako",
     "prometheus_client",
     "segno",
+    "sqlalchemy.dialects.postgresql",
+    "tempdl.web.handlers.admin",
+    "tempdl.web.handlers.admin_actions",
+    "tempdl.web.console",
+    "tempdl.reports.stats",
+    "tempdl.reports.chart",
+    "tempdl.audit.rollup_prune",
     "tempdl.cli.check",
     "tempdl.cli.init",
     "tempdl.cli.links",
