@@ -95,8 +95,8 @@ class Gate:
         expired = now >= issuance.expires_at
         if expired and not GraceResumes.within_grace(issuance, now, self.settings.resume_grace):
             raise _expired(issuance)
-        offered = self.catalog.by_id(issuance.file_id)
-        located = self.catalog.locate(offered) if offered is not None else None
+        offered = self.catalog.entry(issuance.file_id)
+        located = self.catalog.servable_location(offered) if offered is not None else None
         if offered is None or located is None:
             raise Refused(refusals.NOT_FOUND, f"file {issuance.file_id!r} is not on offer or not on disk")
         path, stat = located

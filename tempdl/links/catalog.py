@@ -155,8 +155,12 @@ class Catalog:
         Asked at every match and issue, so a file deleted or made unreadable after start is off
         offer from that moment: one stat (and one access check), the path's confinement cached.
         """
+        return self.servable_location(offered) is not None
+
+    def servable_location(self, offered: OfferedFile) -> tuple[Path, os.stat_result] | None:
+        """`locate`, for a file this process may also read: what serving it needs, in one stat."""
         located = self.locate(offered)
-        return located is not None and os.access(located[0], os.R_OK)
+        return located if located is not None and os.access(located[0], os.R_OK) else None
 
     def _if_servable(self, offered: OfferedFile | None) -> OfferedFile | None:
         return offered if offered is not None and self.servable(offered) else None

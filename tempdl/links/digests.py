@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import logging
 import os
@@ -26,8 +27,10 @@ def version_of(path: Path, stat: os.stat_result) -> Version:
     return (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+@functools.lru_cache(maxsize=MAX_VERSIONS)
 def repr_digest(digest: bytes) -> str:
-    """The `Repr-Digest` field value of RFC 9530 for a SHA-256 digest."""
+    """The `Repr-Digest` field value of RFC 9530 for a SHA-256 digest (made once per digest: every
+    whole-file answer carries it)."""
     return f"sha-256=:{base64.b64encode(digest).decode('ascii')}:"
 
 
