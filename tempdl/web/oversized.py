@@ -11,14 +11,25 @@ than that and its handlers need not stream. An oversized request for the downloa
 leaves a `download_attempts` row (`bad`), as every download request does. Only a head over the
 ceiling is still cut off by Tornado: the ceiling is what one connection may make the server hold
 in memory while its head arrives.
+
+After an answer given at the head, the connection closes as nginx's `lingering_close` does: the
+answer and a FIN go out, then whatever the client still sends is read and dropped (for at most
+`LINGER_SECONDS`, or `LINGER_IDLE_SECONDS` of silence) before the socket is closed. Closing at
+once, with the body unread, makes the kernel answer the client's next bytes with a reset, which
+can destroy the answer before the client reads it: a client that sends its whole body before
+reading (Python's http.client, requests) saw "connection reset" instead of the 413.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import urllib.parse
 
 from tornado import httputil
+from tornado.http1connection import HTTP1Connection
+from tornado.iostream import IOStream, StreamClosedError
 
 from tempdl.audit.log import AuditLog
 from tempdl.audit.records import Attempt, Outcome
@@ -35,6 +46,12 @@ HEAD_READ_CEILING = 2 * 1024 * 1024
 MAX_BODY_BYTES = 64 * 1024
 """The body a request may carry: a WeChat message is ~1 KiB, an admin form less."""
 USER_AGENT_KEPT = 512
+LINGER_SECONDS = 30.0
+"""How long a refused request's leftover body is read and dropped at most (nginx's `lingering_time`)."""
+LINGER_IDLE_SECONDS = 5.0
+"""How long the client may send nothing before the socket is closed (nginx's `lingering_timeout`)."""
+LINGER_READ_BYTES = 64 * 1024
+_LINGERING: set[asyncio.Future] = set()
 
 _ANSWERS = {
     414: ("URI Too Long", "请求的网址过长。\nThe requested URL is too long.\n"),
@@ -96,9 +113,11 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
             self.start_line, self.headers = start_line, headers  # for a chunked body that grows too large
             return self.delegate.headers_received(start_line, headers)
         self.answered = True
-        return self._answer(status, start_line, headers)
+        return self._answer(status, start_line, headers, at_head=True)
 
-    async def _answer(self, status: int, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> None:
+    async def _answer(
+        self, status: int, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders, *, at_head: bool
+    ) -> None:
         client_ip = getattr(getattr(self.request_conn, "context", None), "remote_ip", None)
         download = urllib.parse.urlsplit(start_line.path).path.startswith(DOWNLOAD_ROUTE)
         log.warning(
@@ -126,8 +145,14 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
         )
         status_line = httputil.ResponseStartLine("HTTP/1.1", status, reason)
         await self.request_conn.write_headers(status_line, response_headers, body)
-        self.request_conn.finish()
-        self.request_conn.close()  # type: ignore[attr-defined]  # HTTP1Connection: nothing more is read
+        assert isinstance(self.request_conn, HTTP1Connection)  # what HTTPServer makes
+        if at_head:  # Tornado lets a delegate take the stream over only while it reads the head
+            lingering = asyncio.ensure_future(lingering_close(self.request_conn.detach()))
+            _LINGERING.add(lingering)  # the loop holds tasks weakly
+            lingering.add_done_callback(_LINGERING.discard)
+        else:
+            self.request_conn.finish()
+            self.request_conn.close()
 
     async def _record(self, status: int, method: str, client_ip: str | None, headers: httputil.HTTPHeaders) -> None:
         assert self.audit is not None
@@ -153,7 +178,7 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
         self.body_bytes += len(chunk)
         if self.body_bytes > MAX_BODY_BYTES:  # only a chunked body gets here: a declared one was refused
             self.answered = True
-            return self._answer(413, self.start_line, self.headers)
+            return self._answer(413, self.start_line, self.headers, at_head=False)
         return self.delegate.data_received(chunk)
 
     def finish(self) -> None:
@@ -163,3 +188,17 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
     def on_connection_close(self) -> None:
         if not self.answered:
             self.delegate.on_connection_close()
+
+
+async def lingering_close(stream: IOStream) -> None:
+    """Send FIN after the answer, drop what the client still sends, then close (see the module doc)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LINGER_SECONDS
+    try:
+        stream.socket.shutdown(socket.SHUT_WR)
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.wait_for(stream.read_bytes(LINGER_READ_BYTES, partial=True), min(LINGER_IDLE_SECONDS, left))
+    except (OSError, StreamClosedError, TimeoutError):
+        pass  # the client closed, went quiet, or kept sending too long
+    finally:
+        stream.close()

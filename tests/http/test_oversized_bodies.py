@@ -4,8 +4,17 @@ download route it also leaves its audit row. Over a raw socket, as such a client
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import contextlib
+import http.client
+import os
+import socket
+import time
 
+import pytest
+from tornado.tcpclient import TCPClient
+
+from tempdl.web import oversized
 from tests.http.test_oversized_heads import raw_exchange
 from tests.support import reply_content, signed_query, text_message
 
@@ -71,3 +80,75 @@ async def test_a_form_typed_body_tornado_cannot_read_is_still_a_403_unless_signe
     unsigned = await fetch("/wechat?signature=0&timestamp=1&nonce=2", method="POST", body=b"a=1", headers=headers)
     signed = await fetch(signed_wechat_path(clock), method="POST", body=b"a=1", headers=headers)
     assert (unsigned.code, signed.code) == (403, 400)
+
+
+# --- lingering close -----------------------------------------------------------------------------
+
+
+def _post_whole_body_then_read(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    """What Python's http.client (and requests) do: send all of the body, only then read."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/octet-stream"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("path", ["/wechat", "/api/get_file/x"])
+async def test_a_client_that_sends_its_whole_body_before_reading_still_gets_the_413(http_server, http_port, path):
+    """20 MB is far more than the sockets' buffers hold: closing at once, with it unread, made the
+    kernel reset the connection and the client saw ConnectionResetError instead of the answer."""
+    body = os.urandom(20 * 1024 * KIB)
+    loop = asyncio.get_running_loop()
+    status, text = await loop.run_in_executor(None, _post_whole_body_then_read, http_port, path, body)
+    assert status == 413
+    assert text.endswith(b"The request body is too large (64 KiB at most).\n")
+
+
+def _send_for(port: int, seconds: float) -> tuple[bytes, float]:
+    """Announce 1 GB, then keep sending for `seconds`: (the answer read, when the server cut us off)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(post_head("/wechat", f"Content-Length: {10**9}"))
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < seconds:
+                client.sendall(b"x" * (64 * KIB))
+        except OSError:  # reset once the server closed its end
+            pass
+        cut_after = time.monotonic() - started
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := client.recv(64 * KIB):
+                answer += chunk
+        return answer, cut_after
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_lingering_ends_after_linger_seconds_however_much_the_client_sends(http_server, http_port, monkeypatch):
+    monkeypatch.setattr(oversized, "LINGER_SECONDS", 0.5)
+    earlier = set(oversized._LINGERING)  # other tests' loops may have left theirs
+    loop = asyncio.get_running_loop()
+    answer, cut_after = await loop.run_in_executor(None, _send_for, http_port, 10.0)
+    assert answer.startswith(TOO_LARGE)
+    assert cut_after < 5.0  # not the 10 s the client wanted to go on for
+    assert not oversized._LINGERING - earlier
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_quiet_client_is_closed_after_linger_idle_seconds(http_server, http_port, monkeypatch):
+    monkeypatch.setattr(oversized, "LINGER_IDLE_SECONDS", 0.2)
+    earlier = set(oversized._LINGERING)  # other tests' loops may have left theirs
+    stream = await TCPClient().connect("127.0.0.1", http_port)
+    await stream.write(post_head("/wechat", f"Content-Length: {10**9}"))
+    answer = await stream.read_until_close()  # the FIN comes right after the answer
+    assert answer.startswith(TOO_LARGE)
+    assert len(oversized._LINGERING - earlier) == 1  # the server's side still reads, half-open
+    for _ in range(100):
+        if not oversized._LINGERING - earlier:
+            break
+        await asyncio.sleep(0.05)
+    assert not oversized._LINGERING - earlier
+    stream.close()
