@@ -42,7 +42,7 @@ LIVE_FILES = {
     "small": ("small.bin", sample_bytes(4096, seed=11)),
     "big": ("big.bin", sample_bytes(300_000, seed=12)),
     "manual": ("说明.pdf", sample_bytes(1000, seed=13)),
-    "large": ("large.bin", sample_bytes(4 * 1024 * 1024, seed=14)),  # more than socket buffers hold
+    "large": ("large.bin", sample_bytes(16 * 1024 * 1024, seed=14)),  # over loopback buffers (~4 + 6 MiB)
 }
 
 
@@ -349,8 +349,14 @@ def quote_token(token: str | bytes) -> str:
 
 
 def open_slow_download(port: int, path: str, read_first: int = 65536) -> socket.socket:
-    """Start a download and read only its first bytes: a client on a slow line, still connected."""
-    client = socket.create_connection(("127.0.0.1", port))
+    """Start a download and read only its first bytes: a client on a slow line, still connected.
+
+    Its receive buffer is held small: autotuned on loopback it grows to 6 MiB, and with the
+    server's send buffer took in all of a 4 MiB file, finishing the download it should hold open.
+    """
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    client.connect(("127.0.0.1", port))
     client.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     received = 0
     while received < read_first:
