@@ -351,8 +351,9 @@ def quote_token(token: str | bytes) -> str:
 def open_slow_download(port: int, path: str, read_first: int = 65536) -> socket.socket:
     """Start a download and read only its first bytes: a client on a slow line, still connected.
 
-    Its receive buffer is held small: autotuned on loopback it grows to 6 MiB, and with the
-    server's send buffer took in all of a 4 MiB file, finishing the download it should hold open.
+    Its receive buffer is held small: autotuned on loopback it grows to 6 MiB, and together with
+    the server's send buffer it could take in a whole 4 MiB file, which finished the download
+    this client is meant to hold open.
     """
     client = socket.socket()
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
