@@ -78,7 +78,7 @@ class TempdlApp(Application):
         self.audit = audit
         self.clock = clock
         self.state = state
-        self.reports = OperatorReports(audit.engine, clock, state.downloads_streaming, state.failed_logins)
+        self.reports = OperatorReports(audit, clock, state.downloads_streaming, state.failed_logins)
         self._wechat: dict | None = None
         super().__init__(
             self._routes(settings),

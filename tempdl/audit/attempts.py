@@ -10,14 +10,9 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, func, or_, select, update
-
-from tempdl.audit import counts, statements
-from tempdl.audit.records import Attempt, Outcome
+from tempdl.audit import limit_counts
+from tempdl.audit.records import Attempt
 from tempdl.audit.runner import AuditRunner, hot, writes
-from tempdl.audit.statements import new_id
-from tempdl.audit.tables import download_attempts as _attempts
-from tempdl.audit.tables import issuances as _issuances
 from tempdl.timeutil import utc_now
 
 
@@ -37,8 +32,8 @@ class AuditAttempts(AuditRunner):
         attempt.server_id = attempt.server_id or self.server_id
         if self._hot is not None:
             return self._hot.insert_attempt(attempt)
-        with self.engine.begin() as connection:
-            return new_id(connection.execute(statements.INSERT_ATTEMPT, attempt.row()))
+        with self.transaction() as run:
+            return run.insert("insert_attempt", attempt.row())
 
     @hot
     @writes
@@ -65,15 +60,12 @@ class AuditAttempts(AuditRunner):
         """
         attempt.finished_at = None
         attempt.server_id = attempt.server_id or self.server_id
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            connection.execute(select(_issuances.c.id).where(_issuances.c.id == attempt.issuance_id).with_for_update())
-            used = counts.downloads_claimed(connection, attempt, file_size)
-            if used >= download_cap:
+        with self.transaction(immediate=True) as run:
+            if run.dialect == "postgresql":
+                run.one("lock_issuance", {"issuance_id": attempt.issuance_id})
+            if limit_counts.downloads_claimed(run, attempt, file_size) >= download_cap:
                 return False
-            result = connection.execute(statements.INSERT_ATTEMPT, attempt.row())
-        attempt.id = new_id(result)
+            attempt.id = run.insert("insert_attempt", attempt.row())
         return True
 
     @hot
@@ -82,8 +74,8 @@ class AuditAttempts(AuditRunner):
         assert attempt.id is not None and attempt.finished_at is not None
         if self._hot is not None:
             return self._hot.close_attempt(attempt)
-        with self.engine.begin() as connection:
-            connection.execute(statements.CLOSE_ATTEMPT, statements.close_values(attempt))
+        with self.transaction() as run:
+            run.change("close_attempt", attempt.close_values())
 
     @hot
     @writes
@@ -96,8 +88,8 @@ class AuditAttempts(AuditRunner):
         values = {"attempt_id": attempt_id, "bytes_sent": bytes_sent, "progress_at": at or utc_now()}
         if self._hot is not None:
             return self._hot.note_progress(values)
-        with self.engine.begin() as connection:
-            connection.execute(statements.NOTE_PROGRESS, values)
+        with self.transaction() as run:
+            run.change("note_progress", values)
 
     @writes
     def finish_open_attempts(self, attempts: Sequence[Attempt]) -> tuple[list[Attempt], int, int]:
@@ -107,6 +99,10 @@ class AuditAttempts(AuditRunner):
         log, or two runs at once, change nothing twice. Returns (the attempts written, how many
         rows were already finished, how many ids have no row).
         """
+        from sqlalchemy import select, update  # nginx's log is ingested by a command, not the server
+
+        from tempdl.audit.tables import download_attempts as _attempts
+
         finished: list[Attempt] = []
         not_open: list[int] = []
         with self.engine.begin() as connection:
@@ -144,17 +140,6 @@ class AuditAttempts(AuditRunner):
         server wrote: on a database other processes share, or whose rows nginx's log still has
         to finish, an open row may be alive, unless the server recovering now wrote it.
         """
-        conditions: list[ColumnElement[bool]] = [_attempts.c.finished_at.is_(None)]
-        if started_before is not None:
-            older = _attempts.c.started_at < started_before
-            conditions.append(or_(older, _attempts.c.server_id == server_id) if server_id else older)
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(_attempts)
-                .where(*conditions)
-                .values(
-                    outcome=Outcome.PARTIAL,
-                    finished_at=func.coalesce(_attempts.c.progress_at, _attempts.c.started_at),
-                )
-            )
-            return result.rowcount
+        values = {"started_before": started_before, "written_by": server_id if started_before is not None else None}
+        with self.transaction() as run:
+            return run.change("close_abandoned", values)

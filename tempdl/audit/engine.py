@@ -12,29 +12,25 @@ revisions in `migrations/`.
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import os
-import sqlite3
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from tempdl.audit import sqlite_setup
+from tempdl.audit.sqlite_setup import (  # noqa: F401 (the names commands and tests know them by)
+    AUDIT_WAIT_SECONDS,
+    JOURNAL_SIZE_LIMIT_BYTES,
+    SQLITE_BUSY_TIMEOUT_MS,
+    busy_timeout_ms,
+    tune_sqlite,
+    waiting_until,
+)
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
-"""How long a command (`issue`, `prune`...) waits for SQLite's lock; the server waits `AUDIT_WAIT_SECONDS`."""
-AUDIT_WAIT_SECONDS = 2.0
-"""How long one request of the server may wait for the audit database, its turn on the audit
-thread included: past it, the request is answered 503 (or WeChat's "busy" text)."""
-JOURNAL_SIZE_LIMIT_BYTES = 8 * 1024 * 1024
-"""The WAL file is cut back to this once a checkpoint lets SQLite start it over."""
 MIGRATION_LOCK_KEY = 0x7E3D1_0001
 """PostgreSQL advisory lock held while migrating (any fixed number no other code uses)."""
 
@@ -57,7 +53,7 @@ def make_engine(database_url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(url, connect_args={"timeout": sqlite_setup.SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
     def _tune_sqlite(dbapi_connection, _record) -> None:
@@ -71,69 +67,6 @@ def make_engine(database_url: str) -> Engine:
             record.info["busy_timeout_ms"] = wanted
 
     return engine
-
-
-_waiting = threading.local()
-
-
-@contextlib.contextmanager
-def waiting_until(deadline: float) -> Iterator[None]:
-    """Within this block, this thread's SQLite statements wait for a lock only until `deadline`.
-
-    `deadline` is a `time.monotonic()` moment shared by everything one request asks of the
-    database, so a request queued behind another's wait has only what is left of its own.
-    """
-    _waiting.deadline = deadline
-    try:
-        yield
-    finally:
-        _waiting.deadline = None
-
-
-def busy_timeout_ms() -> int:
-    """The busy timeout for a statement this thread starts now (0 once its deadline has passed)."""
-    deadline = getattr(_waiting, "deadline", None)
-    if deadline is None:
-        return SQLITE_BUSY_TIMEOUT_MS
-    return max(0, int((deadline - time.monotonic()) * 1000))
-
-
-def tune_sqlite(
-    connection: sqlite3.Connection, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, autocheckpoint: bool = True
-) -> None:
-    """Every PRAGMA a tempdl connection to SQLite runs: SQLAlchemy's and the hot path's alike.
-
-    `busy_timeout_ms=0` makes a connection that never waits for a lock (the hot path's impatient
-    one); `autocheckpoint=False` leaves checkpoints (an fsync each) to whoever calls them.
-    """
-    cursor = connection.cursor()
-    try:
-        _switch_to_wal(cursor)
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
-        if not autocheckpoint:
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
-    finally:
-        cursor.close()
-
-
-def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
-    """`PRAGMA journal_mode=WAL`, waiting out another process that is writing a brand-new file.
-
-    Switching a file to WAL needs it to itself, and SQLite answers "database is locked" at once
-    instead of waiting the busy timeout; once the file is in WAL mode (it stays so) this is a no-op.
-    """
-    deadline = time.monotonic() + busy_timeout_ms() / 1000
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -164,36 +97,6 @@ def upgrade(engine: Engine) -> None:
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-
-
-def upgrade_in_child_process(database_url: str) -> None:
-    """`upgrade` in a forked child, so the long-running server never loads Alembic (~11 MiB).
-
-    Raises RuntimeError with the child's error message when the migration fails. Where fork is
-    not available, the migration simply runs in this process.
-    """
-    if not hasattr(os, "fork"):
-        upgrade(make_engine(database_url))
-        return
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_upgrade_and_report, args=(database_url, sender), name="tempdl-migrate")
-    child.start()
-    sender.close()
-    message = receiver.recv() if receiver.poll(300) else "the migration did not finish within 300 s"
-    child.join()
-    if message:
-        raise RuntimeError(message)
-
-
-def _upgrade_and_report(database_url: str, sender) -> None:
-    try:
-        engine = make_engine(database_url)
-        upgrade(engine)
-        engine.dispose()
-        sender.send("")
-    except Exception as error:  # reported to the parent as one line
-        sender.send(f"{type(error).__name__}: {getattr(error, 'orig', None) or error}")
 
 
 def integrity_problem(engine: Engine) -> str | None:

@@ -1,8 +1,10 @@
 """The audit store: the only code that writes `issuances` and `download_attempts` rows.
 
-Every write is one short transaction through SQLAlchemy Core (no ORM anywhere); the hot
-statements are those of `tempdl.audit.statements`, which on SQLite run through the sqlite3 fast
-path instead. How the methods run (the audit thread, inline, group commit) is `AuditRunner`'s job.
+Every write is one short transaction, each statement one of `tempdl.audit.statements` by
+name: on SQLite through plain sqlite3 (`tempdl.audit.sqlite`), elsewhere through SQLAlchemy Core
+(no ORM anywhere). Only what the server never does itself (revoking from the command line,
+pruning) builds its statements here, with SQLAlchemy imported when it runs.
+How the methods run (the audit thread, inline, group commit) is `AuditRunner`'s job.
 Here are the issuances and the maintenance writes; the attempt rows are `AuditAttempts`'s
 (`tempdl.audit.attempts`) and the limits' reads `AuditReads`'s (`tempdl.audit.reads`), both
 inherited, so `AuditLog` stays the one class the rest of tempdl holds.
@@ -13,17 +15,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, insert, select, text, update
-
-from tempdl.audit import statements
 from tempdl.audit.attempts import AuditAttempts
 from tempdl.audit.reads import AuditReads
-from tempdl.audit.records import IssuanceRecord
+from tempdl.audit.records import ISSUANCE_COLUMNS, IssuanceRecord
 from tempdl.audit.runner import hot, writes
-from tempdl.audit.statements import new_id
-from tempdl.audit.tables import download_attempts as _attempts
-from tempdl.audit.tables import health_checks as _health_checks
-from tempdl.audit.tables import issuances as _issuances
 from tempdl.errors import IssuanceCapReached
 from tempdl.timeutil import utc_now
 
@@ -48,8 +43,8 @@ class AuditLog(AuditAttempts, AuditReads):
         values = _issuance_values(locals())
         if self._hot is not None:
             return self._hot.insert_issuance(values)
-        with self.engine.begin() as connection:
-            return _insert_issuance(connection, values)
+        with self.transaction() as run:
+            return run.insert("insert_issuance", values)
 
     @writes
     def create_issuance_within_cap(
@@ -76,37 +71,33 @@ class AuditLog(AuditAttempts, AuditReads):
         """
         if cap < 1:
             raise ValueError("cap must be at least 1")
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:recipient))"), {"recipient": recipient})
-            issuance_id = _insert_issuance(connection, _issuance_values(locals()))
-            # The cap-th most recent earlier issuance in the window: if there is one, we are over.
-            blocking = connection.execute(
-                select(_issuances.c.created_at)
-                .where(
-                    _issuances.c.recipient == recipient,
-                    _issuances.c.created_at > created_at - window,
-                    _issuances.c.id != issuance_id,
-                )
-                .order_by(_issuances.c.created_at.desc())
-                .limit(1)
-                .offset(cap - 1)
-            ).scalar()
+        with self.transaction() as run:
+            if run.dialect == "postgresql":
+                run.one("lock_recipient", {"recipient": recipient})
+            issuance_id = run.insert("insert_issuance", _issuance_values(locals()))
+            values = {"recipient": recipient, "after": created_at - window, "issuance_id": issuance_id, "skip": cap - 1}
+            blocking = run.first("cap_blocking", values)
             if blocking is not None:
-                raise IssuanceCapReached(cap, blocking + window)
+                raise IssuanceCapReached(cap, blocking[0] + window)
         return issuance_id
 
     @hot
     def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
         if self._hot is not None:
             return self._hot.load_issuance(issuance_id)
+        from tempdl.audit.statements import SELECT_ISSUANCE  # not on SQLite: SQLAlchemy is loaded
+
         with self.engine.connect() as connection:
-            row = connection.execute(statements.SELECT_ISSUANCE, {"issuance_id": issuance_id}).first()
+            row = connection.execute(SELECT_ISSUANCE, {"issuance_id": issuance_id}).first()
         return None if row is None else IssuanceRecord(**row._mapping)
 
     @writes
     def revoke(self, issuance_id: int, at: datetime.datetime) -> bool:
         """Mark an issuance revoked; False when there is no such issuance."""
+        from sqlalchemy import func, update  # revoked by an operator: the admin page or a command
+
+        from tempdl.audit.tables import issuances as _issuances
+
         with self.engine.begin() as connection:
             result = connection.execute(
                 update(_issuances)
@@ -126,7 +117,11 @@ class AuditLog(AuditAttempts, AuditReads):
         of the days it touched are summed again in the same transaction (`rollup_prune.after_prune`).
         Returns (attempts, issuances) removed.
         """
-        from tempdl.audit import rollup_prune  # the rollups are the reports': a serving process never prunes
+        from sqlalchemy import delete, exists, select  # a command prunes; a serving process never does
+
+        from tempdl.audit import rollup_prune
+        from tempdl.audit.tables import download_attempts as _attempts
+        from tempdl.audit.tables import issuances as _issuances
 
         referenced = exists(select(_attempts.c.id).where(_attempts.c.issuance_id == _issuances.c.id))
         with self.engine.begin() as connection:
@@ -147,15 +142,11 @@ class AuditLog(AuditAttempts, AuditReads):
         one row of `health_checks` writes a page, which a full disk, a read-only file or a lock
         held elsewhere refuse.
         """
-        with self.engine.begin() as connection:
-            connection.execute(delete(_health_checks))
-            connection.execute(insert(_health_checks).values(checked_at=utc_now()))
+        with self.transaction() as run:
+            run.change("clear_health_checks", {})
+            run.insert("insert_health_check", {"checked_at": utc_now()})
 
 
 def _issuance_values(named: dict[str, Any]) -> dict[str, Any]:
     """The new issuance's columns from a method's arguments (extra names, like `self`, are ignored)."""
-    return {name: named[name] for name in statements.ISSUANCE_COLUMNS}
-
-
-def _insert_issuance(connection: Connection, values: dict[str, Any]) -> int:
-    return new_id(connection.execute(statements.INSERT_ISSUANCE, values))
+    return {name: named[name] for name in ISSUANCE_COLUMNS}

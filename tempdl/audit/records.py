@@ -15,6 +15,10 @@ USER_AGENT_MAX = 512
 """Characters of a User-Agent the audit row keeps (the `download_attempts.user_agent` column)."""
 
 
+ISSUANCE_COLUMNS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")
+"""The values a new issuance row is written with."""
+
+
 class Outcome(StrEnum):
     """What came of one download attempt: the `download_attempts.outcome` column (SPEC lists them).
 
@@ -85,4 +89,16 @@ class Attempt:
             "method": self.method,
             "server_id": self.server_id,
             "progress_at": None,  # only progress notes write it, on a row already open
+        }
+
+    def close_values(self) -> dict[str, Any]:
+        """The values `close_attempt` writes: what came of this attempt, and its row's id."""
+        return {
+            "outcome": self.outcome,
+            "http_status": self.http_status,
+            "bytes_sent": self.bytes_sent,
+            "finished_at": self.finished_at,
+            "range_start": self.range_start,
+            "range_end": self.range_end,
+            "attempt_id": self.id,
         }

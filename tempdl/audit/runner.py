@@ -9,22 +9,28 @@ SQLite the methods marked `hot` first run inline (see `tempdl.audit.sqlite`), an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sqlite3
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
-
-from tempdl.audit import engine as engine_settings
+from tempdl.audit import sqlite_setup
 from tempdl.audit.database_file import DatabaseFile
-from tempdl.audit.engine import SQLITE_BUSY_TIMEOUT_MS, waiting_until
+from tempdl.audit.prepared import Spec, prepare_all
+from tempdl.audit.runs import CoreRun, Run
 from tempdl.audit.sqlite import SQLiteHotPath
+from tempdl.audit.sqlite_setup import waiting_until
+from tempdl.config.parsers import sqlite_file
 from tempdl.errors import AuditUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 T = TypeVar("T")
 CHECKPOINT_EVERY_WRITES = 500  # inline writes between two WAL checkpoints on the audit thread
@@ -43,10 +49,19 @@ def hot(method: Callable[..., T]) -> Callable[..., T]:
     return method
 
 
-def _hot_path_for(engine: Engine) -> SQLiteHotPath | None:
-    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """What a failing database raises: sqlite3's errors, and SQLAlchemy's where it is loaded."""
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    found: tuple[type[BaseException], ...] = (sqlite3.Error, AuditUnavailable)
+    return (*found, sqlalchemy_errors.DBAPIError) if sqlalchemy_errors is not None else found
+
+
+def _sqlite_file_of(database: Engine | str) -> str | None:
+    if isinstance(database, str):
+        return sqlite_file(database)
+    if database.dialect.name != "sqlite" or database.url.database in (None, "", ":memory:"):
         return None
-    return SQLiteHotPath(engine.url.database, SQLITE_BUSY_TIMEOUT_MS)
+    return database.url.database
 
 
 def writes(method: Callable[..., T]) -> Callable[..., T]:
@@ -58,16 +73,76 @@ def writes(method: Callable[..., T]) -> Callable[..., T]:
 class AuditRunner:
     """The thread, the inline path and the group commit that `AuditLog` runs its statements on."""
 
-    def __init__(self, engine: Engine, *, server_id: str | None = None) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        database: Engine | str,
+        *,
+        server_id: str | None = None,
+        plan: Mapping[str, Spec] | None = None,
+        background: BaseProcess | None = None,
+    ) -> None:
+        """`database`: an engine, or a URL whose engine is made only if something needs it (on
+        a SQLite file, serving never does). `plan`: the serving statements compiled for sqlite3
+        (`tempdl.audit.plan`), compiled here when not given. `background`: a child still working
+        for this store (the rollups' catch-up), stopped by `close`."""
+        self._url = database if isinstance(database, str) else None
+        self._engine = None if isinstance(database, str) else database
         self.server_id = server_id
         """Written into every attempt row this store opens (see `tempdl.cli.instance`)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tempdl-audit")
         self.failing = False  # True from a failed write until the next successful one
-        self._hot = _hot_path_for(engine)
-        self._file = DatabaseFile(str(engine.url.database)) if self._hot is not None else None
+        path = _sqlite_file_of(database)
+        self._hot: SQLiteHotPath | None = None
+        self._file: DatabaseFile | None = None
+        if path is not None:
+            if plan is None:
+                from tempdl.audit.plan import serving_plan
+
+                plan = serving_plan()
+            self._hot = SQLiteHotPath(path, sqlite_setup.SQLITE_BUSY_TIMEOUT_MS, prepare_all(plan))
+            self._file = DatabaseFile(path)
+        self._background = background
         self._inline_writes = 0
         self._pending_commit: asyncio.Future[None] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, made on first use: reports, maintenance, other databases."""
+        if self._engine is None:
+            from tempdl.audit.engine import make_engine
+
+            assert self._url is not None
+            self._engine = make_engine(self._url)
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if self._hot is not None else self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Run]:
+        """Statements by name outside a transaction (the limits' counts)."""
+        if self._hot is not None:
+            yield self._hot.run()
+        else:
+            with self.engine.connect() as connection:
+                yield CoreRun(connection)
+
+    @contextlib.contextmanager
+    def transaction(self, *, immediate: bool = False) -> Iterator[Run]:
+        """Statements by name in one transaction, committed at the end of the block.
+
+        `immediate`: on SQLite, take the write lock first (BEGIN IMMEDIATE), so a count made in
+        the transaction cannot be overtaken by another writer before the insert that follows it.
+        """
+        if self._hot is not None:
+            with self._hot.transaction(immediate=immediate) as run:
+                yield run
+            return
+        with self.engine.begin() as connection:
+            if immediate and connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield CoreRun(connection)
 
     async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run one of this store's methods without blocking the event loop, and wait for it.
@@ -82,7 +157,7 @@ class AuditRunner:
         request in between. A write to a SQLite file deleted or replaced under the server is
         refused before it is tried (`DatabaseFile`).
         """
-        deadline = time.monotonic() + engine_settings.AUDIT_WAIT_SECONDS
+        deadline = time.monotonic() + sqlite_setup.AUDIT_WAIT_SECONDS
         try:
             if self._file is not None and _marked(method, "writes"):
                 self._file.check()
@@ -95,7 +170,7 @@ class AuditRunner:
             loop = asyncio.get_running_loop()
             call = functools.partial(method, *args, **kwargs)
             result = await loop.run_in_executor(self._executor, _waiting_until, deadline, call)
-        except (DBAPIError, sqlite3.Error, AuditUnavailable) as error:
+        except _database_errors() as error:
             reason = str(getattr(error, "orig", error))
             if not self.failing:
                 self.failing = True
@@ -158,12 +233,22 @@ class AuditRunner:
         if self._hot is not None:
             self._executor.submit(_waiting_until, time.monotonic(), self._hot.cut_wal_back)
 
+    def reap_background(self) -> None:
+        """Collect the rollups' child once it has finished, so it does not linger as a zombie."""
+        if self._background is not None and not self._background.is_alive():  # is_alive() waits for it
+            self._background = None
+
     def close(self) -> None:
         """Wait for queued writes to finish, then release the database."""
         self._executor.shutdown(wait=True)
         if self._hot is not None:
             self._hot.close()
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
+        if self._background is not None:
+            if self._background.is_alive():
+                self._background.terminate()  # the rollups are a cache: the next start goes on
+            self._background.join()
 
 
 def _waiting_until(deadline: float, call: Callable[[], T]) -> T:

@@ -10,95 +10,37 @@ holds it, `AuditLog.run` hands the call to the audit thread, which may wait. Imp
 not committed one by one: the runner commits all the writes of one event-loop turn together
 (group commit) and only then lets their requests go on, so no byte leaves before its row is
 committed. The impatient connection never checkpoints the WAL itself (that means an fsync); the
-audit thread does it every 500 writes. Everything else, and every other database, goes through
-SQLAlchemy in `tempdl.audit.log` (and the `attempts` and `reads` it inherits).
+audit thread does it every 500 writes. The other serving statements (the limits' counts, the
+health probe) run on the same connections, on the audit thread (`transaction`, `run`); other
+databases go through SQLAlchemy (`tempdl.audit.runs.CoreRun`).
 
-The statements are those of `tempdl.audit.statements`, compiled once here for SQLite; their
-values go through the columns' own SQLAlchemy types, so a timestamp written here is the very text
-SQLAlchemy writes, and rows from both paths compare and sort alike.
+The statements are those of `tempdl.audit.statements`, compiled for sqlite3 by
+`tempdl.audit.plan` (in the migration's child process, so this module needs no SQLAlchemy).
 """
 
 from __future__ import annotations
 
 import contextlib
-import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from sqlalchemy import ClauseElement
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.types import TypeEngine
-
-from tempdl.audit import statements
-from tempdl.audit.engine import JOURNAL_SIZE_LIMIT_BYTES, busy_timeout_ms, tune_sqlite
+from tempdl.audit.prepared import Prepared
 from tempdl.audit.records import Attempt, IssuanceRecord
+from tempdl.audit.runs import SQLiteRun
+from tempdl.audit.sqlite_setup import JOURNAL_SIZE_LIMIT_BYTES, busy_timeout_ms, tune_sqlite
 
 WAL_RESTART_FRAMES = 1024  # pages: 4 MiB of WAL
-_DIALECT = sqlite_dialect.dialect()
-
-
-def _bind_processor(type_: TypeEngine) -> Callable[[Any], Any] | None:
-    return type_.dialect_impl(_DIALECT).bind_processor(_DIALECT)
-
-
-class Prepared:
-    """One SQLAlchemy statement compiled for sqlite3: its SQL text, and its values in order.
-
-    Compiled once, so each call only picks the values (in C, by `itemgetter`), converts the few
-    that need it (timestamps to text) and hands the same SQL string to sqlite3, whose statement
-    cache then reuses the prepared statement.
-    """
-
-    def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
-        keys = list(column_keys) if column_keys else None
-        compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT, column_keys=keys))
-        self.sql = compiled.string
-        names = list(compiled.positiontup or ())
-        pick = operator.itemgetter(*names)
-        self._pick = pick if len(names) > 1 else lambda values: (pick(values),)
-        self._convert = [
-            (index, process)
-            for index, name in enumerate(names)
-            if (process := _bind_processor(compiled.binds[name].type)) is not None
-        ]
-        selected = getattr(statement, "selected_columns", ())
-        self.columns = [column.key for column in selected]
-        self._results = [
-            (index, process)
-            for index, column in enumerate(selected)
-            if (process := column.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None)) is not None
-        ]
-
-    def parameters(self, values: Mapping[str, Any]) -> list[Any]:
-        picked = list(self._pick(values))
-        for index, process in self._convert:
-            picked[index] = process(picked[index])
-        return picked
-
-    def record(self, row: Sequence[Any]) -> dict[str, Any]:
-        """A result row as {column: Python value}."""
-        values = list(row)
-        for index, process in self._results:
-            values[index] = process(values[index])
-        return dict(zip(self.columns, values, strict=True))
-
-
-_INSERT_ISSUANCE = Prepared(statements.INSERT_ISSUANCE, statements.ISSUANCE_COLUMNS)
-_SELECT_ISSUANCE = Prepared(statements.SELECT_ISSUANCE)
-_INSERT_ATTEMPT = Prepared(statements.INSERT_ATTEMPT, statements.ATTEMPT_COLUMNS)
-_CLOSE_ATTEMPT = Prepared(statements.CLOSE_ATTEMPT)
-_NOTE_PROGRESS = Prepared(statements.NOTE_PROGRESS)
 
 
 class SQLiteHotPath:
     """Prepared statements on plain sqlite3 connections: one per thread, plus the impatient one."""
 
-    def __init__(self, database: str, busy_timeout_ms: int) -> None:
+    def __init__(self, database: str, busy_timeout_ms: int, plan: Mapping[str, Prepared]) -> None:
         self._database = database
+        self._plan = plan
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
@@ -181,9 +123,34 @@ class SQLiteHotPath:
         self._opened.clear()
         self._local = threading.local()
 
-    def _write(self, statement: Prepared, values: Mapping[str, Any]) -> int:
+    def run(self) -> SQLiteRun:
+        """This thread's connection, for statements by name (reads, or inside `transaction`)."""
+        return SQLiteRun(self._raw(), self._plan)
+
+    @contextlib.contextmanager
+    def transaction(self, *, immediate: bool = False) -> Iterator[SQLiteRun]:
+        """Statements in one transaction on this thread's connection, committed at the end.
+
+        Not while impatient: the impatient connection's writes wait for their group commit.
+        """
+        assert not self._impatient(), "a transaction of its own cannot join a group commit"
+        connection = self._raw()
+        try:
+            if immediate:
+                connection.execute("BEGIN IMMEDIATE")
+            yield SQLiteRun(connection, self._plan)
+            connection.commit()
+        except sqlite3.Error as error:
+            self._roll_back(connection, error)
+            raise
+        except BaseException:
+            connection.rollback()
+            raise
+
+    def _write(self, name: str, values: Mapping[str, Any]) -> int:
         """Execute a write; commit it at once, unless impatient (then `commit` comes later)."""
         connection = self._raw()
+        statement = self._plan[name]
         try:
             cursor = connection.execute(statement.sql, statement.parameters(values))
             if not self._impatient():
@@ -221,25 +188,22 @@ class SQLiteHotPath:
             self._raw().rollback()
 
     def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
-        row = (
-            self._raw()
-            .execute(_SELECT_ISSUANCE.sql, _SELECT_ISSUANCE.parameters({"issuance_id": issuance_id}))
-            .fetchone()
-        )
-        return None if row is None else IssuanceRecord(**_SELECT_ISSUANCE.record(row))
+        prepared = self._plan["select_issuance"]
+        row = self._raw().execute(prepared.sql, prepared.parameters({"issuance_id": issuance_id})).fetchone()
+        return None if row is None else IssuanceRecord(**prepared.record(row))
 
     def insert_issuance(self, values: Mapping[str, Any]) -> int:
-        return self._write(_INSERT_ISSUANCE, values)
+        return self._write("insert_issuance", values)
 
     def insert_attempt(self, attempt: Attempt) -> int:
-        return self._write(_INSERT_ATTEMPT, attempt.row())
+        return self._write("insert_attempt", attempt.row())
 
     def close_attempt(self, attempt: Attempt) -> None:
-        self._write(_CLOSE_ATTEMPT, statements.close_values(attempt))
+        self._write("close_attempt", attempt.close_values())
 
     def note_progress(self, values: Mapping[str, Any]) -> None:
-        """`NOTE_PROGRESS` with its values: `attempt_id`, `bytes_sent`, `progress_at`."""
-        self._write(_NOTE_PROGRESS, values)
+        """`note_progress` with its values: `attempt_id`, `bytes_sent`, `progress_at`."""
+        self._write("note_progress", values)
 
 
 def _connection_slot(impatient: bool) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
+from tempdl.audit.prepared import from_sqlite_text, naive_utc, to_sqlite_text
 from tempdl.audit.records import USER_AGENT_MAX, Outcome
 
 NAMING_CONVENTION = {
@@ -50,30 +51,16 @@ class UTCDateTime(TypeDecorator[datetime.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime.datetime | None, dialect) -> datetime.datetime | None:
-        return None if value is None else _naive_utc(value)
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: datetime.datetime | None, dialect) -> datetime.datetime | None:
         return None if value is None else value.replace(tzinfo=datetime.UTC)
 
     def bind_processor(self, dialect):
-        return _to_sqlite_text if dialect.name == "sqlite" else super().bind_processor(dialect)
+        return to_sqlite_text if dialect.name == "sqlite" else super().bind_processor(dialect)
 
     def result_processor(self, dialect, coltype):
-        return _from_sqlite_text if dialect.name == "sqlite" else super().result_processor(dialect, coltype)
-
-
-def _naive_utc(value: datetime.datetime) -> datetime.datetime:
-    if value.tzinfo is None:
-        raise ValueError("audit timestamps must be timezone-aware")
-    return value.astimezone(datetime.UTC).replace(tzinfo=None)
-
-
-def _to_sqlite_text(value: datetime.datetime | None) -> str | None:
-    return None if value is None else _naive_utc(value).isoformat(" ", "microseconds")
-
-
-def _from_sqlite_text(text: str | None) -> datetime.datetime | None:
-    return None if text is None else datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC)
+        return from_sqlite_text if dialect.name == "sqlite" else super().result_processor(dialect, coltype)
 
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -45,6 +45,7 @@ class ServerLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd: int | None = fd
+        os.register_at_fork(after_in_child=self.release)  # a child (the migration's) must not keep it
 
     def release(self) -> None:
         if self._fd is not None:

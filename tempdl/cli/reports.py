@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tempdl.audit.limit_counts import engine_traffic
 from tempdl.audit.open import open_for_reports
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
@@ -31,7 +32,7 @@ def stats(args: argparse.Namespace, settings: Settings) -> int:
     if engine is not None:
         try:
             report = build_report(engine, period, args.by)
-            budget = budget_use(engine, settings.limits, settings.zone, utc_now())
+            budget = budget_use(engine_traffic(engine), settings.limits, settings.zone, utc_now())
         finally:
             engine.dispose()
     sys.stdout.write(report_format.FORMATS[args.format](report))

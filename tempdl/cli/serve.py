@@ -22,7 +22,6 @@ from tornado.ioloop import PeriodicCallback
 
 from tempdl import __version__
 from tempdl.app import AppState, make_app
-from tempdl.audit import rollups
 from tempdl.audit.log import AuditLog
 from tempdl.audit.open import open_audit
 from tempdl.cli.instance import ServerLock, server_id
@@ -66,16 +65,21 @@ def make_http_server(
 def prepare_audit(settings: Settings, *, migrate_in_child: bool = False, server: str | None = None) -> AuditLog:
     """Open the audit database, migrate it, and close attempts a crash left open.
 
-    `serve` migrates in a child process (`migrate_in_child`) so the server itself never carries
-    Alembic in memory. `server` is the id the rows of this server carry: on a shared database
-    its own open rows are a crash's leftovers whatever their age.
+    `serve` migrates in a child process (`migrate_in_child`), which then brings the report
+    rollups up to date, so the server itself never carries Alembic in memory, nor SQLAlchemy on
+    SQLite. `server` is the id the rows of this server carry: on a shared database its own open
+    rows are a crash's leftovers whatever their age.
     """
     audit = open_audit(
-        settings.database_url, migrate="child" if migrate_in_child else "here", check_integrity=True, server_id=server
+        settings.database_url,
+        migrate="child" if migrate_in_child else "here",
+        check_integrity=True,
+        server_id=server,
+        rollup_zone=settings.zone.key if migrate_in_child else None,
     )
     now = utc_now()
     closed = audit.close_abandoned_attempts(
-        started_before=_abandoned_before(settings, audit.engine, now),
+        started_before=_abandoned_before(settings, audit.dialect, now),
         server_id=server if settings.serve_mode == "direct" else None,
     )
     if closed:
@@ -83,7 +87,7 @@ def prepare_audit(settings: Settings, *, migrate_in_child: bool = False, server:
     return audit
 
 
-def _abandoned_before(settings: Settings, engine, now: datetime.datetime) -> datetime.datetime | None:
+def _abandoned_before(settings: Settings, dialect: str, now: datetime.datetime) -> datetime.datetime | None:
     """Which open attempt rows a starting server may call abandoned (None: all of them).
 
     Alone on its SQLite file, every open row is a download an earlier run of this server never
@@ -92,7 +96,7 @@ def _abandoned_before(settings: Settings, engine, now: datetime.datetime) -> dat
     those would free a download slot while it is in use, or lose the bytes. There, only rows
     older than `STALE_OPEN_ATTEMPT` are closed, and (direct mode) the rows this server wrote.
     """
-    if engine.dialect.name == "sqlite" and settings.serve_mode == "direct":
+    if dialect == "sqlite" and settings.serve_mode == "direct":
         return None
     return now - STALE_OPEN_ATTEMPT
 
@@ -139,7 +143,6 @@ async def serve_until_stopped(settings: Settings, load: Callable[[], Settings] |
 
 async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] | None) -> None:
     audit = prepare_audit(settings, migrate_in_child=True, server=server_id(settings.data_dir))
-    rollups.bring_up_to_date_in_background(audit.engine, settings.zone.key)
     state = AppState()
     inflight = state.requests_in_flight  # shutdown waits for these rows
     app = make_app(settings, audit, state=state)
@@ -176,10 +179,13 @@ async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] |
         log.warning("event=limit_not_applied key=%s serve_mode=x-accel: set it in nginx (limit_conn, limit_rate)", key)
     wal_check = PeriodicCallback(audit.cut_wal_back_soon, WAL_CHECK_EVERY_MS)
     wal_check.start()
+    reaper = PeriodicCallback(audit.reap_background, WAL_CHECK_EVERY_MS)
+    reaper.start()
     settle_startup_objects()
     notify("READY=1")
     await stop.wait()
     wal_check.stop()
+    reaper.stop()
 
     notify("STOPPING=1")
     log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)

@@ -92,16 +92,32 @@ def timezone(value: Any) -> str:
     return name
 
 
+_PLAIN_FILE_URL = re.compile(r"sqlite:///(?P<path>[^?#%]+)")
+
+
+def sqlite_file(database_url: str) -> str | None:
+    """The file of a plain `sqlite:///path` URL, as SQLAlchemy reads it; None for anything else.
+
+    A serving process reads this without SQLAlchemy; a URL with a query, an escape or another
+    database is left to SQLAlchemy (a test holds this to `make_url`'s reading).
+    """
+    match = _PLAIN_FILE_URL.fullmatch(database_url)
+    return None if match is None or match["path"] == ":memory:" else match["path"]
+
+
 def database_url(value: Any) -> str:
     """A SQLAlchemy URL; plain `postgresql://` (and Heroku-style `postgres://`) mean psycopg 3.
 
     SQLAlchemy's default PostgreSQL driver is psycopg2, which tempdl does not install; operators
-    paste the URL their provider gives them, so we pick the driver we ship.
+    paste the URL their provider gives them, so we pick the driver we ship. A plain SQLite file
+    URL is taken as it is, so a server on one never imports SQLAlchemy to read its settings.
     """
+    given = text(value)
+    if sqlite_file(given) is not None:
+        return given
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    given = text(value)
     try:
         url = make_url(given)
     except ArgumentError:

@@ -3,7 +3,7 @@
 A VPS's monthly transfer is the budget; once it is spent, downloads answer 503 with Retry-After
 at the start of the next period (a day or a calendar month in the report time zone), and WeChat
 says when links come back instead of issuing one nobody could use. Downloads still running count
-the bytes they asked for (`tempdl.audit.counts.traffic_since`), so many starting together cannot
+the bytes they asked for (`tempdl.audit.limit_counts.traffic_since`), so many starting together cannot
 all slip under the allowance; their rows, once closed, count what really went out.
 """
 
@@ -14,9 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
-
-from tempdl.audit import counts
 from tempdl.audit.log import AuditLog
 from tempdl.audit.records import Attempt
 from tempdl.config.settings import LimitSettings
@@ -56,8 +53,12 @@ class BudgetUse:
         return self.used >= self.allowance
 
 
+Traffic = Callable[[datetime.datetime, datetime.datetime, Sequence[int]], tuple[int, int]]
+"""Bytes used since a month's start and a day's (`AuditLog.traffic_since`, `engine_traffic`)."""
+
+
 def budget_use(
-    engine: Engine, limits: LimitSettings, zone: ZoneInfo, now: datetime.datetime, held_here: Sequence[int] = ()
+    traffic: Traffic, limits: LimitSettings, zone: ZoneInfo, now: datetime.datetime, held_here: Sequence[int] = ()
 ) -> list[BudgetUse]:
     """Each configured period's use at `now`; blocking (the audit thread, a report thread, the CLI).
 
@@ -67,8 +68,7 @@ def budget_use(
         return []
     month_start, month_end = local_month_bounds(now, zone)
     day_start, day_end = local_day_bounds(now, zone)
-    with engine.connect() as connection:
-        month_used, day_used = counts.traffic_since(connection, month_start, day_start, held_here)
+    month_used, day_used = traffic(month_start, day_start, held_here)
     periods = [
         ("day", limits.total_daily_bytes, day_used, day_end),
         ("month", limits.total_monthly_bytes, month_used, month_end),
@@ -106,7 +106,7 @@ class TrafficBudget:
     async def _check(self, now: datetime.datetime, held_here: Sequence[int], held: int | Callable[[], int]) -> None:
         if not (self.limits.total_daily_bytes or self.limits.total_monthly_bytes):
             return
-        uses = await self.audit.run(budget_use, self.audit.engine, self.limits, self.zone, now, held_here)
+        uses = await self.audit.run(budget_use, self.audit.traffic_since, self.limits, self.zone, now, held_here)
         extra = held() if callable(held) else held  # read after the await: the holds as they are now
         spent = [use for use in uses if use.used + extra >= use.allowance]
         if spent:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from tempdl.audit.limit_counts import engine_traffic
 from tempdl.audit.log import AuditLog
 from tempdl.audit.records import IssuanceRecord
 from tempdl.config.settings import LimitSettings, Settings
@@ -77,7 +78,7 @@ class Console:
             issuances=recent_issuances(engine, RECENT_ISSUANCES),
             gauges=gauges(
                 settings.limits,
-                budget_use(engine, settings.limits, settings.zone, now),
+                budget_use(engine_traffic(engine), settings.limits, settings.zone, now),
                 busiest_recipient(engine, day_start, settings.zone, now=now),
             ),
         )

@@ -14,7 +14,6 @@ from tornado import httputil
 from tornado.routing import Router
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
     from tornado.web import Application
 
     from tempdl.audit.log import AuditLog
@@ -33,8 +32,10 @@ OPERATOR_PATHS = r"(?:/admin(?:/.*)?|/metrics)$"
 class OperatorReports:
     """The one `Reports` (query thread, metrics registry) every reload shares, made on first use."""
 
-    def __init__(self, engine: Engine, clock: Clock, downloads_streaming: Streams, failed_logins: FailedLogins) -> None:
-        self._engine = engine
+    def __init__(
+        self, audit: AuditLog, clock: Clock, downloads_streaming: Streams, failed_logins: FailedLogins
+    ) -> None:
+        self._audit = audit  # its engine (SQLAlchemy with it) is made on an operator's first request
         self._clock = clock
         self.downloads_streaming = downloads_streaming
         self.failed_logins = failed_logins
@@ -44,7 +45,7 @@ class OperatorReports:
         if self._reports is None:
             from tempdl.web.handlers.admin import Reports
 
-            self._reports = Reports(settings, self._engine, self._clock, self.downloads_streaming)
+            self._reports = Reports(settings, self._audit.engine, self._clock, self.downloads_streaming)
         self._reports.settings = settings
         return self._reports
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-import tempdl.audit.engine
+import tempdl.audit.sqlite_setup
 import tempdl.links.access
 from tests.live_server import LiveServer, drain, open_slow_download, quote_token
 from tests.support import rows, sample_bytes, wait_until
@@ -96,7 +96,7 @@ def test_after_sigkill_the_next_start_closes_open_rows_and_serves_at_once(big_wo
 
 @pytest.fixture
 def short_busy_timeout(monkeypatch):
-    monkeypatch.setattr(tempdl.audit.engine, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(tempdl.audit.sqlite_setup, "SQLITE_BUSY_TIMEOUT_MS", 200)
 
 
 @pytest.fixture

@@ -17,8 +17,10 @@ from sqlalchemy.dialects import sqlite
 
 from tempdl.audit import statements
 from tempdl.audit.log import AuditLog
+from tempdl.audit.plan import compile_for_sqlite, serving_plan
+from tempdl.audit.prepared import Prepared, prepare_all
 from tempdl.audit.records import USER_AGENT_MAX, Attempt, Outcome
-from tempdl.audit.sqlite import Prepared, SQLiteHotPath
+from tempdl.audit.sqlite import SQLiteHotPath
 from tempdl.audit.tables import UTCDateTime
 from tests.support import read_only
 
@@ -43,17 +45,17 @@ def test_a_timestamp_is_the_text_sqlalchemys_datetime_stores(moment):
 
 def test_a_naive_timestamp_is_refused_on_the_fast_path_too():
     naive = datetime.datetime(2026, 1, 1)
-    values = {**statements.close_values(Attempt(started_at=MOMENTS[0], id=1)), "finished_at": naive}
+    values = {**Attempt(started_at=MOMENTS[0], id=1).close_values(), "finished_at": naive}
     with pytest.raises(ValueError, match="timezone-aware"):
-        Prepared(statements.CLOSE_ATTEMPT).parameters(values)
+        Prepared(compile_for_sqlite(statements.CLOSE_ATTEMPT)).parameters(values)
 
 
 def test_the_fast_path_sql_is_the_compiled_statement():
     compiled = statements.CLOSE_ATTEMPT.compile(dialect=DIALECT)
-    prepared = Prepared(statements.CLOSE_ATTEMPT)
+    prepared = Prepared(compile_for_sqlite(statements.CLOSE_ATTEMPT))
     assert prepared.sql == compiled.string
     attempt = Attempt(started_at=MOMENTS[0], id=7, outcome=Outcome.OK, bytes_sent=4096, finished_at=MOMENTS[1])
-    assert prepared.parameters(statements.close_values(attempt)) == [
+    assert prepared.parameters(attempt.close_values()) == [
         "2026-11-30 23:30:05.123456",
         "ok",
         200,
@@ -98,7 +100,7 @@ def test_rows_from_the_fast_path_and_from_sqlalchemy_are_the_same_bytes(settings
 def test_a_connection_opened_read_only_is_opened_again_once_the_file_can_be_written(settings, audit: AuditLog):
     """SQLite opens a file it may not write read-only, silently, and such a connection stays so."""
     database = settings.database_url.removeprefix("sqlite:///")
-    hot = SQLiteHotPath(database, busy_timeout_ms=1000)
+    hot = SQLiteHotPath(database, busy_timeout_ms=1000, plan=prepare_all(serving_plan()))
     values = {
         "file_id": "hello.txt",
         "recipient": None,
