@@ -8,6 +8,7 @@ either way, their timestamps aware UTC datetimes.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -71,12 +72,17 @@ class SQLiteRun:
         return self._execute(name, values)[1].rowcount
 
 
+@functools.cache
+def _core_statements() -> dict[str, Any]:
+    from tempdl.audit import statements  # SQLAlchemy: loaded only where a CoreRun runs
+
+    return {**statements.SERVING, **statements.POSTGRESQL_ONLY}
+
+
 class CoreRun:
     def __init__(self, connection: Connection) -> None:
-        from tempdl.audit import statements  # SQLAlchemy: loaded only where a CoreRun runs
-
         self._connection = connection
-        self._statements = {**statements.SERVING, **statements.POSTGRESQL_ONLY}
+        self._statements = _core_statements()
         self.dialect = connection.dialect.name
 
     def _execute(self, name: str, values: Mapping[str, Any]):
