@@ -121,12 +121,15 @@ class Gate:
         if allowance and issuance.recipient:
             key = ("recipient", issuance.recipient)
             day_start, day_end = local_day_bounds(now, self.settings.zone)
-            before = self.reservations.snapshot(key)
-            used = await self.audit.run(
-                self.audit.recipient_bytes_since, issuance.recipient, day_start, held_here=before.open_rows
+            recipient = issuance.recipient
+            counted, held = await self.reservations.settled_count(
+                key,
+                lambda open_rows: self.audit.run(
+                    self.audit.recipient_bytes_since, recipient, day_start, held_here=open_rows
+                ),
             )
             # From here to the hold, nothing is awaited: the check and the hold are one step.
-            used += self.reservations.held_since(before, key)
+            used = counted + held
             if used >= allowance:
                 retry_after = max(1, int((day_end - now).total_seconds()))
                 raise Refused(replace(refusals.QUOTA, retry_after=retry_after), f"recipient used {used} bytes today")

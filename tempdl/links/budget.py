@@ -86,7 +86,8 @@ class TrafficBudget:
 
     async def check(self, now: datetime.datetime) -> None:
         """Raise `TrafficBudgetSpent` naming when the last spent period ends; nothing if none is."""
-        await self._check(now, (), 0)
+        if self.limits.total_daily_bytes or self.limits.total_monthly_bytes:
+            self._refuse_if_spent(await self._uses(now, ()), 0)
 
     async def reserve(
         self, now: datetime.datetime, reservations: Reservations, attempt: Attempt, length: int
@@ -99,16 +100,16 @@ class TrafficBudget:
         """
         if not (self.limits.total_daily_bytes or self.limits.total_monthly_bytes):
             return None
-        before = reservations.snapshot(TOTAL)
-        await self._check(now, before.open_rows, lambda: reservations.held_since(before, TOTAL))
+        uses, held = await reservations.settled_count(TOTAL, lambda open_rows: self._uses(now, open_rows))
+        self._refuse_if_spent(uses, held)
         return reservations.hold(TOTAL, attempt, length)
 
-    async def _check(self, now: datetime.datetime, held_here: Sequence[int], held: int | Callable[[], int]) -> None:
-        if not (self.limits.total_daily_bytes or self.limits.total_monthly_bytes):
-            return
-        uses = await self.audit.run(budget_use, self.audit.traffic_since, self.limits, self.zone, now, held_here)
-        extra = held() if callable(held) else held  # read after the await: the holds as they are now
-        spent = [use for use in uses if use.used + extra >= use.allowance]
+    async def _uses(self, now: datetime.datetime, held_here: Sequence[int]) -> list[BudgetUse]:
+        return await self.audit.run(budget_use, self.audit.traffic_since, self.limits, self.zone, now, held_here)
+
+    @staticmethod
+    def _refuse_if_spent(uses: list[BudgetUse], held: int) -> None:
+        spent = [use for use in uses if use.used + held >= use.allowance]
         if spent:
             latest = max(spent, key=lambda use: use.ends_at)
             raise TrafficBudgetSpent(latest.period, latest.ends_at)

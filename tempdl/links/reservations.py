@@ -7,14 +7,25 @@ it is admitted until its row is closed with the real figure; the check counts th
 process here and, from the database, finished rows plus the open rows of others (which count as
 the length they asked for). Check and hold happen in one step with nothing awaited in between, so
 parallel requests overshoot by at most the one file that crossed the line.
+
+A count is settled against the holds as they were when it started (`settled_count`): a row this
+process wrote while the database counted (another download of the same follower opening its
+row, or closing it) may have been counted there and by its hold too. Counting it twice refused
+a download that fitted (a CI run refused the fourth 300 KB download under 1 MiB), so such a
+count is taken again; only after `COUNT_TRIES` unsettled counts is the double count kept, which
+can only overstate, never let a request slip by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from tempdl.audit.records import Attempt
+
+T = TypeVar("T")
+COUNT_TRIES = 3
 
 
 @dataclass(eq=False)
@@ -32,11 +43,15 @@ class Snapshot:
     """What the holds of one key were when a database count started, to settle it against."""
 
     holds: list[Hold]
+    ids: list[int | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ids = [hold.attempt.id for hold in self.holds]
 
     @property
     def open_rows(self) -> list[int]:
         """Rows the database must not count as running: these holds count them."""
-        return [hold.attempt.id for hold in self.holds if hold.attempt.id is not None]
+        return [row_id for row_id in self.ids if row_id is not None]
 
 
 @dataclass
@@ -46,11 +61,31 @@ class Reservations:
     def snapshot(self, key: Hashable) -> Snapshot:
         return Snapshot(list(self._held.get(key, ())))
 
+    async def settled_count(self, key: Hashable, count: Callable[[Sequence[int]], Awaitable[T]]) -> tuple[T, int]:
+        """`count` from the database, leaving out the open rows this process holds, and the bytes
+        its holds of `key` add to it: (what `count` gave, held bytes)."""
+        for _ in range(COUNT_TRIES):
+            before = self.snapshot(key)
+            counted = await count(before.open_rows)
+            if self._unchanged_since(before, key):
+                return counted, sum(hold.length for hold in self._held.get(key, ()))
+        return counted, self.held_since(before, key)
+
+    def _unchanged_since(self, snapshot: Snapshot, key: Hashable) -> bool:
+        """No row of a hold of `key` was written or closed since `snapshot`: the database cannot
+        have counted one of them that the holds count too."""
+        for hold, row_id in zip(snapshot.holds, snapshot.ids, strict=True):
+            if hold.released or hold.attempt.id != row_id:
+                return False
+        known = set(snapshot.holds)
+        return all(hold.attempt.id is None for hold in self._held.get(key, ()) if hold not in known)
+
     def held_since(self, snapshot: Snapshot, key: Hashable) -> int:
         """Bytes held now, plus those of holds in `snapshot` released since.
 
         A hold released while the database counted may have had its row left out as running and
-        missed as finished; counting it again can only overstate, never let a request slip by.
+        missed as finished, and a row written meanwhile may be counted there too; counting them
+        again can only overstate, never let a request slip by (`settled_count`'s last resort).
         """
         now = sum(hold.length for hold in self._held.get(key, ()))
         return now + sum(hold.length for hold in snapshot.holds if hold.released)

@@ -138,25 +138,21 @@ async def test_head_never_uses_up_a_link_nor_counts_in_the_reports(fetch, issue_
     assert metrics_snapshot(audit.engine).attempts_by_outcome == {"ok": 1, "limited": 1}
 
 
-@pytest.mark.gen_test(timeout=40)
+@pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize(
-    ("size", "config_text"),
-    [
-        (SIZE, "[limits]\nrecipient_daily_bytes = 1048576\nrate_per_download = 75000\n"),
-        (2 * 1024 * 1024, "[limits]\nrecipient_daily_bytes = 1048576\nrate_per_download = 250000\n"),
-    ],
-    ids=["smaller", "larger"],
+    "config_text", ["[limits]\nrecipient_daily_bytes = 1048576\nrate_per_download = 250000\n"], ids=["1MiB"]
 )
+@pytest.mark.parametrize("size", [SIZE, 2 * 1024 * 1024], ids=["smaller", "larger"])
 async def test_parallel_downloads_overshoot_the_daily_bytes_by_one_file_at_most(
     fetch, issue_link, files_dir, audit_rows, size
 ):
     (files_dir / "InstMsiW.exe").write_bytes(b"\x07" * size)
     links = [await issue_link("InstMsiW.exe", recipient="greedy", ttl=86400) for _ in range(10)]
-    # A per-download rate keeps every download running while the others are checked. A download
-    # that ends while another is checked is counted twice (the check may overstate, never
-    # understate) and refuses one that fitted: at 250 KB/s a 300 KB download took 1.2 s, and a
-    # full CI run once checked the tenth later than that. At 75 KB/s it takes 4 s. The larger
-    # file fills the allowance alone, so no double count can change its answer.
+    # A per-download rate keeps every download running while the others are checked. A count on
+    # the audit thread during which another download opened or closed its row used to count that
+    # row twice (its hold and the database) and refuse a download that fitted: CI runs refused
+    # the fourth of these at 250 KB/s and at 75 KB/s. Such a count is now taken again
+    # (tests/unit/links/test_reservations.py has the interleavings).
     answers = await asyncio.gather(*(fetch(link) for link in links))
     served = [answer for answer in answers if answer.code == 200]
     assert len(served) == -(-1048576 // size)  # those that started under the allowance, no more
