@@ -19,14 +19,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from tempdl.audit import sqlite_setup
-from tempdl.audit.sqlite_setup import (  # noqa: F401 (the names commands and tests know them by)
-    AUDIT_WAIT_SECONDS,
-    JOURNAL_SIZE_LIMIT_BYTES,
-    SQLITE_BUSY_TIMEOUT_MS,
-    busy_timeout_ms,
-    tune_sqlite,
-    waiting_until,
-)
+from tempdl.audit.sqlite_setup import busy_timeout_ms, quick_check_problem, tune_sqlite
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -104,5 +97,4 @@ def integrity_problem(engine: Engine) -> str | None:
     if engine.dialect.name != "sqlite":
         return None
     with engine.connect() as connection:
-        verdict = [row[0] for row in connection.exec_driver_sql("PRAGMA quick_check")]
-    return None if verdict == ["ok"] else "; ".join(verdict[:3])
+        return quick_check_problem(row[0] for row in connection.exec_driver_sql("PRAGMA quick_check"))

@@ -12,7 +12,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -90,7 +90,12 @@ def quick_check(path: str) -> str | None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=busy_timeout_ms() / 1000)
     try:
-        verdict = [row[0] for row in connection.execute("PRAGMA quick_check")]
+        return quick_check_problem(row[0] for row in connection.execute("PRAGMA quick_check"))
     finally:
         connection.close()
-    return None if verdict == ["ok"] else "; ".join(verdict[:3])
+
+
+def quick_check_problem(verdict: Iterable[str]) -> str | None:
+    """`PRAGMA quick_check`'s rows as one line: None for "ok", else its first three findings."""
+    lines = list(verdict)
+    return None if lines == ["ok"] else "; ".join(lines[:3])

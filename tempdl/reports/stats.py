@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
 from tempdl.audit import rollups
-from tempdl.audit.engine import waiting_until
+from tempdl.audit.sqlite_setup import waiting_until
 from tempdl.audit.tables import download_attempts as _attempts
 from tempdl.audit.tables import issuances as _issuances
 from tempdl.reports import rolled

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tempdl.audit.engine import JOURNAL_SIZE_LIMIT_BYTES
+from tempdl.audit.sqlite_setup import JOURNAL_SIZE_LIMIT_BYTES
 from tests.live_server import LiveServer, quote_token
 from tests.support import in_ci, read_only, reply_content, rows, sample_bytes, text_message, wait_until
 

@@ -9,7 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from tempdl.audit.engine import JOURNAL_SIZE_LIMIT_BYTES, make_engine, upgrade
+from tempdl.audit.engine import make_engine, upgrade
+from tempdl.audit.sqlite_setup import JOURNAL_SIZE_LIMIT_BYTES
 from tempdl.audit.tables import metadata
 
 pytestmark = pytest.mark.both_databases
