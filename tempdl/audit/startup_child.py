@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import threading
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tempdl.audit.prepared import Spec
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 MIGRATION_WAIT_SECONDS = 300
 
@@ -51,25 +53,19 @@ def migrate_in_child(
 
 def _migrate_here(database_url: str, rollup_zone: str | None) -> dict[str, Spec]:
     from tempdl.audit import rollups
-    from tempdl.audit.engine import make_engine, upgrade
-    from tempdl.audit.plan import serving_plan
 
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine, plan = _migrated(database_url)
     if rollup_zone is not None:
-        threading.Thread(target=rollups.bring_up_to_date, args=(engine, rollup_zone), daemon=True).start()
-    return serving_plan()
+        rollups.bring_up_to_date_in_background(engine, rollup_zone)
+    return plan
 
 
 def _migrate_and_report(database_url: str, sender: Any, rollup_zone: str | None) -> None:
     from tempdl.audit import rollups
-    from tempdl.audit.engine import make_engine, upgrade
-    from tempdl.audit.plan import serving_plan
 
     try:
-        engine = make_engine(database_url)
-        upgrade(engine)
-        sender.send(("", serving_plan()))
+        engine, plan = _migrated(database_url)
+        sender.send(("", plan))
     except Exception as error:  # reported to the parent as one line
         sender.send((f"{type(error).__name__}: {getattr(error, 'orig', None) or error}", None))
         return
@@ -77,3 +73,13 @@ def _migrate_and_report(database_url: str, sender: Any, rollup_zone: str | None)
     if rollup_zone is not None:
         rollups.bring_up_to_date(engine, rollup_zone)
     engine.dispose()
+
+
+def _migrated(database_url: str) -> tuple[Engine, dict[str, Spec]]:
+    """The engine on `database_url`, its schema at the newest revision, and the serving plan."""
+    from tempdl.audit.engine import make_engine, upgrade
+    from tempdl.audit.plan import serving_plan
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    return engine, serving_plan()
