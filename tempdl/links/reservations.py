@@ -68,7 +68,7 @@ class Reservations:
             before = self.snapshot(key)
             counted = await count(before.open_rows)
             if self._unchanged_since(before, key):
-                return counted, sum(hold.length for hold in self._held.get(key, ()))
+                return counted, self._held_now(key)
         return counted, self.held_since(before, key)
 
     def _unchanged_since(self, snapshot: Snapshot, key: Hashable) -> bool:
@@ -87,8 +87,10 @@ class Reservations:
         missed as finished, and a row written meanwhile may be counted there too; counting them
         again can only overstate, never let a request slip by (`settled_count`'s last resort).
         """
-        now = sum(hold.length for hold in self._held.get(key, ()))
-        return now + sum(hold.length for hold in snapshot.holds if hold.released)
+        return self._held_now(key) + sum(hold.length for hold in snapshot.holds if hold.released)
+
+    def _held_now(self, key: Hashable) -> int:
+        return sum(hold.length for hold in self._held.get(key, ()))
 
     def hold(self, key: Hashable, attempt: Attempt, length: int) -> Hold:
         hold = Hold(key, length, attempt)
