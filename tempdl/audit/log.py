@@ -83,13 +83,9 @@ class AuditLog(AuditAttempts, AuditReads):
 
     @hot
     def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
-        if self._hot is not None:
-            return self._hot.load_issuance(issuance_id)
-        from tempdl.audit.statements import SELECT_ISSUANCE  # not on SQLite: SQLAlchemy is loaded
-
-        with self.engine.connect() as connection:
-            row = connection.execute(SELECT_ISSUANCE, {"issuance_id": issuance_id}).first()
-        return None if row is None else IssuanceRecord(**row._mapping)
+        with self.reading() as run:
+            row = run.first("select_issuance", {"issuance_id": issuance_id})
+        return None if row is None else IssuanceRecord(*row)  # the statement selects the record's fields
 
     @writes
     def revoke(self, issuance_id: int, at: datetime.datetime) -> bool:

@@ -86,7 +86,6 @@ class Prepared:
         self._convert = [
             (index, TO_SQLITE[value.kind]) for index, value in enumerate(spec.values) if value.name and value.kind
         ]
-        self.columns = [name for name, _ in spec.columns]
         self._results = [(index, FROM_SQLITE[kind]) for index, (_, kind) in enumerate(spec.columns) if kind]
 
     def _pick_with_constants(self, values: Mapping[str, Any]) -> list[Any]:
@@ -106,10 +105,6 @@ class Prepared:
         for index, convert in self._results:
             values[index] = convert(values[index])
         return tuple(values)
-
-    def record(self, row: Sequence[Any]) -> dict[str, Any]:
-        """A result row as {column: Python value}."""
-        return dict(zip(self.columns, self.row(row), strict=True))
 
 
 def prepare_all(specs: Mapping[str, Spec]) -> dict[str, Prepared]:

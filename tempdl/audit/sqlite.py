@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tempdl.audit.prepared import Prepared
-from tempdl.audit.records import Attempt, IssuanceRecord
+from tempdl.audit.records import Attempt
 from tempdl.audit.runs import SQLiteRun
 from tempdl.audit.sqlite_setup import JOURNAL_SIZE_LIMIT_BYTES, busy_timeout_ms, tune_sqlite
 
@@ -186,11 +186,6 @@ class SQLiteHotPath:
     def rollback_impatient(self) -> None:
         with self.impatient():
             self._raw().rollback()
-
-    def load_issuance(self, issuance_id: int) -> IssuanceRecord | None:
-        prepared = self._plan["select_issuance"]
-        row = self._raw().execute(prepared.sql, prepared.parameters({"issuance_id": issuance_id})).fetchone()
-        return None if row is None else IssuanceRecord(**prepared.record(row))
 
     def insert_issuance(self, values: Mapping[str, Any]) -> int:
         return self._write("insert_issuance", values)

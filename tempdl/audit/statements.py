@@ -9,6 +9,7 @@ cannot drift apart. Each takes its values by name: the keys of `ISSUANCE_COLUMNS
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import (
@@ -29,7 +30,7 @@ from sqlalchemy import (
 
 from tempdl.audit.counts import COUNTED, DOWNLOAD, total_of
 from tempdl.audit.held_ids import among_ids
-from tempdl.audit.records import ISSUANCE_COLUMNS, Outcome
+from tempdl.audit.records import ISSUANCE_COLUMNS, IssuanceRecord, Outcome
 from tempdl.audit.tables import download_attempts as attempts
 from tempdl.audit.tables import health_checks, issuances
 
@@ -54,7 +55,10 @@ def _not_held(name: str = "held_here") -> Any:
 # --- a link and its downloads, on every request ---------------------------------------------
 
 INSERT_ISSUANCE = insert(issuances)
-SELECT_ISSUANCE = select(issuances).where(issuances.c.id == bindparam("issuance_id"))
+SELECT_ISSUANCE = select(*(issuances.c[field.name] for field in dataclasses.fields(IssuanceRecord))).where(
+    issuances.c.id == bindparam("issuance_id")
+)
+"""The columns in `IssuanceRecord`'s order, so a row is the record's arguments as they stand."""
 INSERT_ATTEMPT = insert(attempts)
 CLOSE_ATTEMPT = (
     update(attempts)
