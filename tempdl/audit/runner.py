@@ -228,13 +228,12 @@ class AuditRunner:
         if group is not None:
             group.set_exception(error)
 
-    def cut_wal_back_soon(self) -> None:
-        """Ask the audit thread to cut a long SQLite WAL back, without waiting for anyone."""
+    def upkeep(self) -> None:
+        """What a running server asks of the store every few seconds, without waiting for anyone:
+        the audit thread cuts a long SQLite WAL back, and the rollups' child is collected once it
+        has finished, so it does not linger as a zombie."""
         if self._hot is not None:
             self._executor.submit(_waiting_until, time.monotonic(), self._hot.cut_wal_back)
-
-    def reap_background(self) -> None:
-        """Collect the rollups' child once it has finished, so it does not linger as a zombie."""
         if self._background is not None and not self._background.is_alive():  # is_alive() waits for it
             self._background = None
 

@@ -42,8 +42,8 @@ CLOSING_WAIT = 5
 """Seconds, after shutdown_grace, for closed downloads to write their last audit rows."""
 STALE_OPEN_ATTEMPT = datetime.timedelta(days=1)
 """An attempt row still open this long after it started belongs to no live download or log."""
-WAL_CHECK_EVERY_MS = 2000
-"""How often the audit thread looks whether a long SQLite WAL can be cut back."""
+UPKEEP_EVERY_MS = 2000
+"""How often the audit store's upkeep runs (a long SQLite WAL cut back, the rollups' child collected)."""
 
 
 def make_http_server(
@@ -177,15 +177,12 @@ async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] |
     )
     for key in x_accel_ignored_limits(settings):
         log.warning("event=limit_not_applied key=%s serve_mode=x-accel: set it in nginx (limit_conn, limit_rate)", key)
-    wal_check = PeriodicCallback(audit.cut_wal_back_soon, WAL_CHECK_EVERY_MS)
-    wal_check.start()
-    reaper = PeriodicCallback(audit.reap_background, WAL_CHECK_EVERY_MS)
-    reaper.start()
+    upkeep = PeriodicCallback(audit.upkeep, UPKEEP_EVERY_MS)
+    upkeep.start()
     settle_startup_objects()
     notify("READY=1")
     await stop.wait()
-    wal_check.stop()
-    reaper.stop()
+    upkeep.stop()
 
     notify("STOPPING=1")
     log.info("event=shutting_down in_flight=%d grace_s=%d", len(inflight), settings.shutdown_grace)
