@@ -173,6 +173,17 @@ def start_tornado(work: Path, files: Path) -> Server:
     return srv
 
 
+def start_floors(work: Path, files: Path) -> Server:
+    """`baseline_floors.py`: Tornado's request layers alone; the bare delegate's port is extra["raw_port"]."""
+    port, raw_port = free_port(), free_port()
+    argv = [sys.executable, str(BENCH_DIR / "baseline_floors.py"), str(port), str(raw_port), str(files)]
+    proc, log = _spawn(work, "floors", argv, cwd=BENCH_DIR)
+    srv = Server("tornado floors", port, proc, log, "/files/small.bin", "", extra={"raw_port": raw_port})
+    wait_port(port, proc, log)
+    wait_port(raw_port, proc, log)
+    return srv
+
+
 def start_fastapi(work: Path, files: Path) -> Server:
     from itsdangerous import URLSafeTimedSerializer
 
