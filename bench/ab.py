@@ -40,6 +40,16 @@ def signatures(work: Path, messages: int) -> Path:
     return path
 
 
+def small_files(work: Path) -> tuple[Path, Path]:
+    """WORK/files with a random 4 KiB small.bin, and the file itself. big.bin and huge.bin are on
+    offer in tempdl's bench config, so they exist too, 4 KiB each: the small workloads never fetch them."""
+    files = work / "files"
+    files.mkdir()
+    for name in ("small.bin", "big.bin", "huge.bin"):
+        (files / name).write_bytes(os.urandom(4096))
+    return files, files / "small.bin"
+
+
 def sample(server: servers.Server, small: Path, seconds: int, workload: str, work: Path) -> tuple[float, float]:
     """(requests per second, server CPU µs per response) of one wrk run."""
     if workload == "wechat":  # nonces are spent: every sample gets its own
@@ -66,12 +76,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tempdl-ab-") as temp:
         work = Path(temp)
-        files = work / "files"
-        files.mkdir()
-        small = files / "small.bin"
-        small.write_bytes(os.urandom(4096))
-        for name in ("big.bin", "huge.bin"):  # on offer in the bench config, never fetched here
-            (files / name).write_bytes(os.urandom(4096))
+        files, small = small_files(work)
         started: dict[str, servers.Server] = {}
         try:
             for side, repo in (("before", args.before), ("after", args.after)):

@@ -22,7 +22,6 @@ the server tree's utime+stime from `/proc` during that sample.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -45,12 +44,7 @@ def main() -> int:
     samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in DOWNLOADS + REPLIES}
     with tempfile.TemporaryDirectory(prefix="tempdl-floors-") as temp:
         work = Path(temp)
-        files = work / "files"
-        files.mkdir()
-        small = files / "small.bin"
-        small.write_bytes(os.urandom(4096))
-        for name in ("big.bin", "huge.bin"):  # on offer in tempdl's bench config, never fetched here
-            (files / name).write_bytes(os.urandom(4096))
+        files, small = ab.small_files(work)
         (work / "tempdl").mkdir()
         started = [servers.start_floors(work, files)]
         try:
