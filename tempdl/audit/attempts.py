@@ -30,10 +30,7 @@ class AuditAttempts(AuditRunner):
 
     def _insert_attempt(self, attempt: Attempt) -> int:
         attempt.server_id = attempt.server_id or self.server_id
-        if self._hot is not None:
-            return self._hot.insert_attempt(attempt)
-        with self.transaction() as run:
-            return run.insert("insert_attempt", attempt.row())
+        return self._insert_alone("insert_attempt", attempt.row())
 
     @hot
     @writes
@@ -72,10 +69,7 @@ class AuditAttempts(AuditRunner):
     @writes
     def close_attempt(self, attempt: Attempt) -> None:
         assert attempt.id is not None and attempt.finished_at is not None
-        if self._hot is not None:
-            return self._hot.close_attempt(attempt)
-        with self.transaction() as run:
-            run.change("close_attempt", attempt.close_values())
+        self._change_alone("close_attempt", attempt.close_values())
 
     @hot
     @writes
@@ -86,10 +80,7 @@ class AuditAttempts(AuditRunner):
         recovery takes it as the row's `finished_at`.
         """
         values = {"attempt_id": attempt_id, "bytes_sent": bytes_sent, "progress_at": at or utc_now()}
-        if self._hot is not None:
-            return self._hot.note_progress(values)
-        with self.transaction() as run:
-            run.change("note_progress", values)
+        self._change_alone("note_progress", values)
 
     @writes
     def finish_open_attempts(self, attempts: Sequence[Attempt]) -> tuple[list[Attempt], int, int]:

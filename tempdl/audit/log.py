@@ -40,11 +40,7 @@ class AuditLog(AuditAttempts, AuditReads):
         expires_at: datetime.datetime,
         max_downloads: int | None,
     ) -> int:
-        values = _issuance_values(locals())
-        if self._hot is not None:
-            return self._hot.insert_issuance(values)
-        with self.transaction() as run:
-            return run.insert("insert_issuance", values)
+        return self._insert_alone("insert_issuance", _issuance_values(locals()))
 
     @writes
     def create_issuance_within_cap(

@@ -144,6 +144,22 @@ class AuditRunner:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             yield CoreRun(connection)
 
+    def _insert_alone(self, name: str, values: Mapping[str, Any]) -> int:
+        """One serving INSERT by name, the new row's id: on SQLite the hot path's write (committed
+        at once, or with its event-loop turn's group when impatient), elsewhere its own transaction."""
+        if self._hot is not None:
+            return self._hot.write(name, values)
+        with self.transaction() as run:
+            return run.insert(name, values)
+
+    def _change_alone(self, name: str, values: Mapping[str, Any]) -> None:
+        """One serving UPDATE by name, written like `_insert_alone`."""
+        if self._hot is not None:
+            self._hot.write(name, values)
+            return
+        with self.transaction() as run:
+            run.change(name, values)
+
     async def run(self, method: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run one of this store's methods without blocking the event loop, and wait for it.
 

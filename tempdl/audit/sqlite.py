@@ -28,7 +28,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tempdl.audit.prepared import Prepared
-from tempdl.audit.records import Attempt
 from tempdl.audit.runs import SQLiteRun
 from tempdl.audit.sqlite_setup import JOURNAL_SIZE_LIMIT_BYTES, busy_timeout_ms, tune_sqlite
 
@@ -147,7 +146,7 @@ class SQLiteHotPath:
             connection.rollback()
             raise
 
-    def _write(self, name: str, values: Mapping[str, Any]) -> int:
+    def write(self, name: str, values: Mapping[str, Any]) -> int:
         """Execute a write; commit it at once, unless impatient (then `commit` comes later)."""
         connection = self._raw()
         statement = self._plan[name]
@@ -186,19 +185,6 @@ class SQLiteHotPath:
     def rollback_impatient(self) -> None:
         with self.impatient():
             self._raw().rollback()
-
-    def insert_issuance(self, values: Mapping[str, Any]) -> int:
-        return self._write("insert_issuance", values)
-
-    def insert_attempt(self, attempt: Attempt) -> int:
-        return self._write("insert_attempt", attempt.row())
-
-    def close_attempt(self, attempt: Attempt) -> None:
-        self._write("close_attempt", attempt.close_values())
-
-    def note_progress(self, values: Mapping[str, Any]) -> None:
-        """`note_progress` with its values: `attempt_id`, `bytes_sent`, `progress_at`."""
-        self._write("note_progress", values)
 
 
 def _connection_slot(impatient: bool) -> str:

@@ -82,7 +82,7 @@ def layer_of(module: str) -> tuple[str, int]:
 def test_the_graph_is_read_from_the_real_package():
     graph = import_graph()
     assert len(graph) > 40
-    assert "tempdl.audit.records" in graph["tempdl.audit.sqlite"]
+    assert "tempdl.audit.records" in graph["tempdl.audit.attempts"]
     assert "tempdl.app" in graph["tempdl.cli.serve"]
 
 

@@ -111,8 +111,8 @@ def test_a_connection_opened_read_only_is_opened_again_once_the_file_can_be_writ
     }
     try:
         with read_only(Path(database)), pytest.raises(sqlite3.OperationalError, match="readonly"):
-            hot.insert_issuance(values)  # the first connection of this path: opened read-only
-        written = hot.insert_issuance(values)
+            hot.write("insert_issuance", values)  # the first connection of this path: opened read-only
+        written = hot.write("insert_issuance", values)
     finally:
         hot.close()
     with contextlib.closing(sqlite3.connect(database)) as connection:
