@@ -17,6 +17,8 @@ USER_AGENT_MAX = 512
 
 ISSUANCE_COLUMNS = ("file_id", "recipient", "channel", "created_at", "expires_at", "max_downloads")
 """The values a new issuance row is written with."""
+CLOSE_COLUMNS = ("outcome", "http_status", "bytes_sent", "finished_at", "range_start", "range_end")
+"""The values an attempt row is closed with: what came of it."""
 
 
 class Outcome(StrEnum):
@@ -93,12 +95,4 @@ class Attempt:
 
     def close_values(self) -> dict[str, Any]:
         """The values `close_attempt` writes: what came of this attempt, and its row's id."""
-        return {
-            "outcome": self.outcome,
-            "http_status": self.http_status,
-            "bytes_sent": self.bytes_sent,
-            "finished_at": self.finished_at,
-            "range_start": self.range_start,
-            "range_end": self.range_end,
-            "attempt_id": self.id,
-        }
+        return {**{name: getattr(self, name) for name in CLOSE_COLUMNS}, "attempt_id": self.id}

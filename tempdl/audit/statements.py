@@ -30,13 +30,12 @@ from sqlalchemy import (
 
 from tempdl.audit.counts import COUNTED, DOWNLOAD, total_of
 from tempdl.audit.held_ids import among_ids
-from tempdl.audit.records import ISSUANCE_COLUMNS, IssuanceRecord, Outcome
+from tempdl.audit.records import CLOSE_COLUMNS, ISSUANCE_COLUMNS, IssuanceRecord, Outcome
 from tempdl.audit.tables import download_attempts as attempts
 from tempdl.audit.tables import health_checks, issuances
 
 ATTEMPT_COLUMNS = tuple(column.name for column in attempts.columns if column.name != "id")
 """What `Attempt.row()` gives: every column but the id."""
-CLOSE_COLUMNS = ("outcome", "http_status", "bytes_sent", "finished_at", "range_start", "range_end")
 
 _running = attempts.c.finished_at.is_(None)
 _moment = attempts.c.started_at.type
