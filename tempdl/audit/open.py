@@ -32,7 +32,7 @@ def open_audit(
     """The audit log on `database_url`, its schema brought to the newest revision.
 
     `migrate="child"` runs the migration in a forked child, which also compiles the serving
-    statements and then, with `rollup_zone`, brings the report rollups up to date: a long-running
+    statements and then, given `rollup_zone` (read only there), brings the report rollups up to date: a long-running
     server never carries Alembic, nor SQLAlchemy on SQLite, in memory. `check_integrity` first
     runs SQLite's quick check (after a crash a server should refuse a damaged file rather than
     write more into it). `server_id` goes into every attempt row the log opens.
@@ -48,10 +48,6 @@ def open_audit(
     except BaseException:
         engine.dispose()
         raise
-    if rollup_zone is not None:
-        from tempdl.audit import rollups
-
-        rollups.bring_up_to_date_in_background(engine, rollup_zone)
     return AuditLog(engine, server_id=server_id)
 
 

@@ -1,7 +1,7 @@
 """The serving statements compiled for sqlite3: `statements.SERVING` as plain `Spec`s.
 
 Run where SQLAlchemy is loaded anyway: in the child that checks the migrations before `serve`
-starts (`tempdl.audit.engine.upgrade_in_child_process` hands the specs back), or in any process
+starts (`tempdl.audit.startup_child.migrate_in_child` hands the specs back), or in any process
 that already holds an engine (commands, tests). Every value's conversion is SQLAlchemy's own
 choice for its type, checked here: a type whose values sqlite3 cannot take as they are, and that
 `tempdl.audit.prepared` does not convert, stops the compile rather than write a wrong value.
