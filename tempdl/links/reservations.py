@@ -58,18 +58,18 @@ class Snapshot:
 class Reservations:
     _held: dict[Hashable, set[Hold]] = field(default_factory=dict)
 
-    def snapshot(self, key: Hashable) -> Snapshot:
+    def _snapshot(self, key: Hashable) -> Snapshot:
         return Snapshot(list(self._held.get(key, ())))
 
     async def settled_count(self, key: Hashable, count: Callable[[Sequence[int]], Awaitable[T]]) -> tuple[T, int]:
         """`count` from the database, leaving out the open rows this process holds, and the bytes
         its holds of `key` add to it: (what `count` gave, held bytes)."""
         for _ in range(COUNT_TRIES):
-            before = self.snapshot(key)
+            before = self._snapshot(key)
             counted = await count(before.open_rows)
             if self._unchanged_since(before, key):
                 return counted, self._held_now(key)
-        return counted, self.held_since(before, key)
+        return counted, self._held_since(before, key)
 
     def _unchanged_since(self, snapshot: Snapshot, key: Hashable) -> bool:
         """No row of a hold of `key` was written or closed since `snapshot`: the database cannot
@@ -80,7 +80,7 @@ class Reservations:
         known = set(snapshot.holds)
         return all(hold.attempt.id is None for hold in self._held.get(key, ()) if hold not in known)
 
-    def held_since(self, snapshot: Snapshot, key: Hashable) -> int:
+    def _held_since(self, snapshot: Snapshot, key: Hashable) -> int:
         """Bytes held now, plus those of holds in `snapshot` released since.
 
         A hold released while the database counted may have had its row left out as running and
