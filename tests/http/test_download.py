@@ -351,3 +351,24 @@ async def test_server_header_does_not_advertise_the_tornado_version(fetch, issue
     for response in (await fetch(await issue_link("hello.txt")), await fetch("/healthz"), await fetch("/nope")):
         assert response.headers["Server"] == "tempdl"
     assert (await fetch("/healthz", method="HEAD")).code == 200
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    ("accept", "expected_type"),
+    [
+        ("application/json, text/html;q=0.5", "application/json"),
+        ("APPLICATION/JSON", "application/json"),
+        ("text/html;q=0, application/json", "application/json"),
+        ("application/json;q=0.5, text/html", "text/html"),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "text/html"),
+    ],
+)
+async def test_refusal_body_follows_the_accept_preference(fetch, accept, expected_type):
+    response = await fetch("/api/get_file/not-a-token", headers={"Accept": accept})
+    assert response.code == 403
+    assert response.headers["Content-Type"].startswith(expected_type)
+    if expected_type == "application/json":
+        assert json.loads(response.body)["reason"] == "bad"
+    else:
+        assert "This link is not valid" in response.body.decode()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tornado.web import HTTPError, RequestHandler
 
 from tempdl.links.refusals import Refusal
+from tempdl.web.accept import prefers_json
 from tempdl.web.access_log import quoted
 
 log = logging.getLogger("tempdl.http")
@@ -27,8 +28,7 @@ class RefusalMixin(_HandlerBase):
     request: Any
 
     def wants_json(self) -> bool:
-        accept = self.request.headers.get("Accept", "")
-        return "application/json" in accept and "text/html" not in accept
+        return prefers_json(self.request.headers.get("Accept", ""))
 
     def write_refusal(self, refusal: Refusal, *, status: int | None = None) -> None:
         self.clear()
