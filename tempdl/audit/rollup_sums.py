@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Select, case, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, exists, func, literal, or_, select
 
-from tempdl.audit.counts import total_of
+from tempdl.audit.counts import DOWNLOAD, total_of
 from tempdl.audit.records import REFUSED_OUTCOMES, Outcome
 from tempdl.audit.tables import download_attempts as _attempts
 from tempdl.audit.tables import issuances as _issuances
@@ -31,8 +31,9 @@ from tempdl.audit.unindexed import Unindexed
 from tempdl.timeutil import local_midnight
 
 NONE_KEY = "-"
-REPORTED = or_(_attempts.c.outcome != Outcome.OK, _attempts.c.bytes_sent > 0)
-"""Attempts the reports count: all but an `ok` that sent nothing (a HEAD)."""
+REPORTED = and_(DOWNLOAD, or_(_attempts.c.outcome != Outcome.OK, _attempts.c.bytes_sent > 0))
+"""Attempts the reports count: GETs, but not an `ok` that sent nothing (a file of no bytes).
+A HEAD, refused or not, never counts: SPEC keeps it out of the limits, stats and dashboard."""
 DOWNLOADED = (_attempts.c.outcome == Outcome.OK, REPORTED)
 """An attempt that makes its link downloaded (`links_unused` counts links without one)."""
 

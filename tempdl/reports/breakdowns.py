@@ -12,10 +12,10 @@ So each report reads a covering index (migration 0002) in the order it groups by
 - recipients live on issuances: attempts are summed per issuance over `(issuance_id, outcome,
   started_at, bytes_sent)`, then joined to their issuance by primary key and summed per recipient.
 
-HEAD requests are not downloads: an `ok` that sent no byte (a HEAD, or a file of no bytes, which
-no download cap counts either) is left out of every figure here; it stays in the recent attempts
-list, which is a log. That is judged from `outcome` and `bytes_sent`, which every covering index
-holds: `method` is not in them, and reading it would make each scan visit the table.
+HEAD requests are not downloads: a HEAD, refused or not, is left out of every figure here, and so
+is an `ok` that sent no byte (a file of no bytes, which no download cap counts either); both stay
+in the recent attempts list, which is a log. Every covering index ends with `method` (migration
+0006) so that this costs no visit to the table.
 
 Attempts belong to the period in which they started, issuances to the one in which they were
 created. `-` stands for "none": an attempt whose link could not be read has no file or recipient.
@@ -97,7 +97,7 @@ class BreakdownRow:
 _Cube = list[tuple[str, str, int, int]]  # (file key, outcome, attempts, bytes)
 
 DOWNLOAD = REPORTED
-"""Attempts the reports count: all but an `ok` that sent nothing (a HEAD)."""
+"""Attempts the reports count: GETs, but not an `ok` that sent nothing."""
 
 
 def _attempt_figures(*keys: ColumnElement) -> Select:

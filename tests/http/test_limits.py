@@ -130,11 +130,21 @@ async def test_head_never_uses_up_a_link_nor_counts_in_the_reports(fetch, issue_
     got = await fetch(path)
     assert got.code == 200 and len(got.body) == SIZE
     assert (await fetch(path)).code == 410  # the one download is taken; the HEADs took none
+    assert (await fetch(path, method="HEAD")).code == 410  # a refused HEAD is recorded, not counted
     found = await audit_rows("SELECT method, outcome, bytes_sent FROM download_attempts ORDER BY id")
-    assert [tuple(r) for r in found] == [("HEAD", "ok", 0)] * 3 + [("GET", "ok", SIZE), ("GET", "limited", 0)]
-    report = build_report(audit.engine, Period(None, None, settings.zone), "outcome")
-    assert (report.totals.downloads_ok, report.totals.attempts) == (1, 2)
+    assert [tuple(r) for r in found] == [("HEAD", "ok", 0)] * 3 + [
+        ("GET", "ok", SIZE),
+        ("GET", "limited", 0),
+        ("HEAD", "limited", 0),
+    ]
+    everything = Period(None, None, settings.zone)
+    report = build_report(audit.engine, everything, "outcome")
+    assert (report.totals.downloads_ok, report.totals.attempts, report.totals.refused) == (1, 2, {"limited": 1})
     assert {row.key: row.attempts for row in report.rows} == {"ok": 1, "limited": 1}
+    by_recipient = build_report(audit.engine, everything, "recipient")
+    assert [(row.attempts, row.refused) for row in by_recipient.rows] == [(2, 1)]
+    by_day = build_report(audit.engine, everything, "day")
+    assert [(row.attempts, row.refused) for row in by_day.rows] == [(2, 1)]
     assert metrics_snapshot(audit.engine).attempts_by_outcome == {"ok": 1, "limited": 1}
 
 

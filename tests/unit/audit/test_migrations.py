@@ -85,3 +85,29 @@ def test_method_and_server_columns_go_up_and_down_and_keep_the_rows(empty_databa
     assert not {"method", "server_id"} & columns
     engine.dispose()
     assert rows(empty_database, "SELECT COUNT(*) AS n FROM download_attempts")[0]["n"] == 9
+
+
+def test_0006_puts_method_in_the_report_indexes_and_sums_the_rollups_again(empty_database: str):
+    engine = make_engine(empty_database)
+    migrate = _migrator(engine)
+    migrate(command.upgrade, "0005")
+    write_hand_built_history(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE rollup_state SET zone = 'Asia/Shanghai', attempts_through = 9, issuances_through = 4"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO daily_traffic (day, file_id, outcome, attempts, bytes_sent, uncounted)"
+            " VALUES ('2026-11-29', 'a', 'ok', 1, 2, 0)"
+        )
+    migrate(command.upgrade, "0006")
+    attempts = _indexes(engine, "download_attempts")
+    assert attempts["ix_download_attempts_report_by_time"] == ["started_at", "outcome", "bytes_sent", "method"]
+    assert "ix_download_attempts_started_at_outcome_bytes_sent" not in attempts
+    state = rows(empty_database, "SELECT zone, attempts_through, issuances_through, version FROM rollup_state")
+    assert [tuple(row) for row in state] == [("", 0, 0, 1)]
+    assert rows(empty_database, "SELECT COUNT(*) AS n FROM daily_traffic")[0]["n"] == 0
+    migrate(command.downgrade, "0005")
+    assert "ix_download_attempts_started_at_outcome_bytes_sent" in _indexes(engine, "download_attempts")
+    engine.dispose()
+    assert rows(empty_database, "SELECT COUNT(*) AS n FROM download_attempts")[0]["n"] == 9

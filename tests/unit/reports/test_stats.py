@@ -235,16 +235,16 @@ def test_report_queries_stream_covering_indexes(history, period):
     assert len(attempt_plans) >= 4
     for sql, plan in attempt_plans.items():
         if "ORDER BY" in sql:  # the latest attempts: a walk down the time index, stopped by LIMIT
-            assert "ix_download_attempts_started_at_outcome_bytes_sent" in plan
+            assert "ix_download_attempts_report_by_time" in plan
             continue
         attempt_steps = [step for step in plan.split(" | ") if "download_attempts" in step]
         assert attempt_steps and all("COVERING INDEX" in step for step in attempt_steps), (sql, plan)
         if "GROUP BY download_attempts" in sql:
             assert "TEMP B-TREE" not in plan.split("| SCAN anon_1")[0], (sql, plan)
     grouped = [plan for sql, plan in attempt_plans.items() if "GROUP BY download_attempts.file_id" in sql]
-    assert grouped and all("ix_download_attempts_file_id_outcome_started_at_bytes_sent" in p for p in grouped)
+    assert grouped and all("ix_download_attempts_report_by_file" in p for p in grouped)
     per_issuance = [plan for sql, plan in attempt_plans.items() if "GROUP BY download_attempts.issuance_id" in sql]
-    assert per_issuance and all("ix_download_attempts_issuance_id_outcome" in p for p in per_issuance)
+    assert per_issuance and all("ix_download_attempts_report_by_issuance" in p for p in per_issuance)
     issuance_groups = [plan for sql, plan in plans.items() if re.search(r"FROM issuances .*GROUP BY issuances", sql)]
     assert issuance_groups and all("TEMP B-TREE" not in plan for plan in issuance_groups), issuance_groups
 
