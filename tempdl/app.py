@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass, field
 
+from tornado.httputil import RequestStartLine
 from tornado.web import Application, OutputTransform
 
 from tempdl.audit.log import AuditLog
@@ -27,6 +29,7 @@ from tempdl.web.templates import PackageLoader
 from tempdl.web.throttle import RateLimiter
 from tempdl.wechat.conversation import Conversation
 from tempdl.wechat.replay import RetryMemory
+from tempdl.wechat.signature import query_signed
 
 
 class ServerHeader(OutputTransform):
@@ -95,6 +98,13 @@ class TempdlApp(Application):
         fresh = type(router)(self, self._routes(settings))  # parses every rule before anything changes
         router.rules = fresh.rules
         self.config = settings
+
+    def unsigned_wechat_request(self, start_line: RequestStartLine) -> bool:
+        """Whether a request for the WeChat path lacks WeChat's signature. The HTTP server asks
+        before it refuses a body over the size limit: SPEC checks the signature before anything
+        else, so a forged oversized message is a 403, a genuine one a 413."""
+        url = urllib.parse.urlsplit(start_line.path)
+        return url.path == self.config.wechat.path and not query_signed(self.config.wechat.token or "", url.query)
 
     def _routes(self, settings: Settings) -> list:
         audit, clock, state = self.audit, self.clock, self.state

@@ -170,6 +170,7 @@ class TempdlHTTPServer(HTTPServer):
         self.trusted = trusted
         self.audit = audit
         self.clock = clock
+        self.unsigned = getattr(app, "unsigned_wechat_request", lambda start_line: False)
         self.cap = ConnectionCap(max_connections)
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
@@ -190,5 +191,5 @@ class TempdlHTTPServer(HTTPServer):
 
     def start_request(self, server_conn, request_conn) -> httputil.HTTPMessageDelegate:
         app_delegate = super().start_request(server_conn, request_conn)
-        limited = HeadLimitAdapter(app_delegate, request_conn, self.audit, self.clock)
+        limited = HeadLimitAdapter(app_delegate, request_conn, self.audit, self.clock, self.unsigned)
         return RealClientAdapter(limited, request_conn, self.trusted)

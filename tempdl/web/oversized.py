@@ -1,5 +1,5 @@
 """Requests over the size limits get a real answer: 414 for a long URL, 431 for a big head, 413
-for a big body.
+for a big body (403 first, if the body is a WeChat message without WeChat's signature).
 
 Tornado's own limits (`max_header_size`, `max_body_size`) close the connection without a status
 line, or with a bare 400, so the client cannot tell a limit from a crash and the audit log never
@@ -26,6 +26,7 @@ import asyncio
 import logging
 import socket
 import urllib.parse
+from collections.abc import Callable
 
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection
@@ -56,6 +57,7 @@ _LINGERING: set[asyncio.Future] = set()
 _ANSWERS = {
     414: ("URI Too Long", "请求的网址过长。\nThe requested URL is too long.\n"),
     431: ("Request Header Fields Too Large", "请求头过大。\nThe request's header fields are too large.\n"),
+    403: ("Forbidden", "签名无效：此请求并非来自微信。\nThe request is not signed by WeChat.\n"),
     413: (
         "Content Too Large",
         f"请求内容过大（上限 {MAX_BODY_BYTES // 1024} KiB）。\n"
@@ -94,11 +96,14 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
         request_conn: httputil.HTTPConnection,
         audit: AuditLog | None,
         clock: Clock,
+        unsigned: Callable[[httputil.RequestStartLine], bool] = lambda start_line: False,
     ) -> None:
         self.delegate = delegate
         self.request_conn = request_conn
         self.audit = audit
         self.clock = clock
+        self.unsigned = unsigned
+        """Whether a request must be signed and is not: then its body's size is not its answer."""
         self.answered = False
         self.body_bytes = 0  # of a body read so far; a declared one over the limit is never read
 
@@ -113,7 +118,11 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
             self.start_line, self.headers = start_line, headers  # for a chunked body that grows too large
             return self.delegate.headers_received(start_line, headers)
         self.answered = True
-        return self._answer(status, start_line, headers, at_head=True)
+        return self._answer(self._signed_first(status, start_line), start_line, headers, at_head=True)
+
+    def _signed_first(self, status: int, start_line: httputil.RequestStartLine) -> int:
+        """403 instead of 413 for an unsigned WeChat message: SPEC checks the signature first."""
+        return 403 if status == 413 and self.unsigned(start_line) else status
 
     async def _answer(
         self, status: int, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders, *, at_head: bool
@@ -121,7 +130,8 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
         client_ip = getattr(getattr(self.request_conn, "context", None), "remote_ip", None)
         download = urllib.parse.urlsplit(start_line.path).path.startswith(DOWNLOAD_ROUTE)
         log.warning(
-            "event=request_too_large status=%d ip=%s url_bytes=%d head_bytes=%d body_bytes=%s route=%s",
+            "event=%s status=%d ip=%s url_bytes=%d head_bytes=%d body_bytes=%s route=%s",
+            "request_unsigned" if status == 403 else "request_too_large",
             status,
             client_ip,
             len(start_line.path),
@@ -178,7 +188,7 @@ class HeadLimitAdapter(httputil.HTTPMessageDelegate):
         self.body_bytes += len(chunk)
         if self.body_bytes > MAX_BODY_BYTES:  # only a chunked body gets here: a declared one was refused
             self.answered = True
-            return self._answer(413, self.start_line, self.headers, at_head=False)
+            return self._answer(self._signed_first(413, self.start_line), self.start_line, self.headers, at_head=False)
         return self.delegate.data_received(chunk)
 
     def finish(self) -> None:

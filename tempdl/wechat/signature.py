@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import urllib.parse
 
 
 def sha1_signature(*parts: str) -> str:
@@ -21,3 +22,16 @@ def signatures_match(expected: str, given: str | None) -> bool:
     if not given:
         return False
     return hmac.compare_digest(expected.encode("ascii"), given.strip().lower().encode("ascii", "replace"))
+
+
+def query_signed(token: str, query: str) -> bool:
+    """Whether a URL's query carries WeChat's plain `signature` of (token, timestamp, nonce).
+
+    WeChat sends it in every mode, safe mode too, so it can be checked before the body is read.
+    """
+    arguments = urllib.parse.parse_qs(query, errors="replace")
+
+    def first(name: str) -> str:
+        return arguments.get(name, [""])[0]
+
+    return signatures_match(sha1_signature(token, first("timestamp"), first("nonce")), first("signature"))

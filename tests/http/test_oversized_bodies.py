@@ -1,5 +1,6 @@
 """A request body over 64 KiB is a 413 with a status line on every route: before a byte of it is
-read when `Content-Length` says so, the moment a chunked one crosses the limit otherwise. On the
+read when `Content-Length` says so, the moment a chunked one crosses the limit otherwise; on the
+WeChat path only once the query's signature checks (else 403). On the
 download route it also leaves its audit row. Over a raw socket, as such a client would send it."""
 
 from __future__ import annotations
@@ -55,6 +56,23 @@ async def test_a_chunked_body_is_a_413_once_it_crosses_64_kib(http_server, http_
 
 
 @pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("query", ["", "?signature=0&timestamp=1&nonce=2", "forged"])
+@pytest.mark.parametrize("framing", ["declared", "chunked"])
+async def test_an_unsigned_message_over_64_kib_is_a_403_not_a_413(http_server, http_port, clock, query, framing):
+    """SPEC checks the signature before anything else, the body's size included."""
+    if query == "forged":  # a real signature of another token
+        query = "?" + signed_query(timestamp=str(int(clock().timestamp())), nonce="1", token="not-ours")
+    if framing == "declared":
+        request = post_head("/wechat" + query, f"Content-Length: {70 * KIB}")
+    else:
+        request = post_head("/wechat" + query, "Transfer-Encoding: chunked") + chunked(b"x" * (80 * KIB))
+    answer = await raw_exchange(http_port, request)
+    assert answer.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert b"\r\nConnection: close\r\n" in answer
+    assert answer.endswith(b"The request is not signed by WeChat.\n")
+
+
+@pytest.mark.gen_test(timeout=20)
 async def test_a_chunked_message_under_the_limit_is_answered_with_a_link(http_server, http_port, clock):
     head = post_head(signed_wechat_path(clock), "Transfer-Encoding: chunked", "Connection: close")
     answer = await raw_exchange(http_port, head + chunked(text_message("hello.txt"), piece=50))
@@ -97,10 +115,13 @@ def _post_whole_body_then_read(port: int, path: str, body: bytes) -> tuple[int, 
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("path", ["/wechat", "/api/get_file/x"])
-async def test_a_client_that_sends_its_whole_body_before_reading_still_gets_the_413(http_server, http_port, path):
+@pytest.mark.parametrize("path", ["wechat", "/api/get_file/x"])
+async def test_a_client_that_sends_its_whole_body_before_reading_still_gets_the_413(
+    http_server, http_port, clock, path
+):
     """20 MB is far more than the sockets' buffers hold: closing at once, with it unread, made the
     kernel reset the connection and the client saw ConnectionResetError instead of the answer."""
+    path = signed_wechat_path(clock) if path == "wechat" else path
     body = os.urandom(20 * 1024 * KIB)
     loop = asyncio.get_running_loop()
     status, text = await loop.run_in_executor(None, _post_whole_body_then_read, http_port, path, body)
@@ -111,7 +132,7 @@ async def test_a_client_that_sends_its_whole_body_before_reading_still_gets_the_
 def _send_for(port: int, seconds: float) -> tuple[bytes, float]:
     """Announce 1 GB, then keep sending for `seconds`: (the answer read, when the server cut us off)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
-        client.sendall(post_head("/wechat", f"Content-Length: {10**9}"))
+        client.sendall(post_head("/upload", f"Content-Length: {10**9}"))
         started = time.monotonic()
         try:
             while time.monotonic() - started < seconds:
@@ -142,7 +163,7 @@ async def test_a_quiet_client_is_closed_after_linger_idle_seconds(http_server, h
     monkeypatch.setattr(oversized, "LINGER_IDLE_SECONDS", 0.2)
     earlier = set(oversized._LINGERING)  # other tests' loops may have left theirs
     stream = await TCPClient().connect("127.0.0.1", http_port)
-    await stream.write(post_head("/wechat", f"Content-Length: {10**9}"))
+    await stream.write(post_head("/upload", f"Content-Length: {10**9}"))
     answer = await stream.read_until_close()  # the FIN comes right after the answer
     assert answer.startswith(TOO_LARGE)
     assert len(oversized._LINGERING - earlier) == 1  # the server's side still reads, half-open
