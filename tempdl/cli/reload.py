@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 
 from tempdl.app import TempdlApp
+from tempdl.config.keys import default_public_url
 from tempdl.config.load import load_settings
 from tempdl.config.secret import ensure_secret_keys
 from tempdl.config.settings import Settings
@@ -67,8 +68,15 @@ def restart_only_changes(running: Settings, loaded: Settings) -> list[str]:
 
 
 def pinned(running: Settings, loaded: Settings) -> Settings:
-    """`loaded`, with what needs a restart kept as `running` has it."""
-    return replace(loaded, **{name: getattr(running, name) for name in (*RESTART_KEYS, *RESTART_ALSO)})
+    """`loaded`, with what needs a restart kept as `running` has it.
+
+    A `public_url` left to its default is derived from the address and port, so it follows the
+    ones kept: links must point where the server still listens, not at the port it will take.
+    """
+    kept = {name: getattr(running, name) for name in (*RESTART_KEYS, *RESTART_ALSO)}
+    if loaded.public_url == default_public_url(loaded.address, loaded.port):
+        kept["public_url"] = default_public_url(running.address, running.port)
+    return replace(loaded, **kept)
 
 
 def reload(app: TempdlApp, load: Callable[[], Settings]) -> bool:
