@@ -119,6 +119,15 @@ async def test_a_few_wrong_passwords_do_not_lock_the_operator_out(fetch):
 
 
 @pytest.mark.gen_test
+async def test_requests_without_credentials_are_no_guesses(fetch):
+    """A browser's first request carries no Authorization: it asks for the password prompt."""
+    for _ in range(3 * basic_auth.FAILED_LOGINS_ALLOWED):
+        response = await fetch("/admin/")
+        assert response.code == 401 and "WWW-Authenticate" in response.headers
+    assert (await fetch("/admin/", headers={"Authorization": basic("admin", PASSWORD)})).code == 200
+
+
+@pytest.mark.gen_test
 async def test_utf8_passwords_work_as_rfc_7617_says(fetch):
     response = await fetch("/admin/", headers={"Authorization": basic("admin", PASSWORD)})
     assert response.code == 200

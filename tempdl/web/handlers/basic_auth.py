@@ -118,8 +118,10 @@ class BasicAuthMixin(RefusalMixin):
             self.write_refusal(replace(TOO_MANY_TRIES, retry_after=retry_after))
             self.finish()
             return
-        if not credentials_match(self.request.headers.get("Authorization"), self.basic_auth_user, password):
-            if self.failed_logins.failed(address, now):
+        header = self.request.headers.get("Authorization")
+        if not credentials_match(header, self.basic_auth_user, password):
+            # A request without credentials is a browser asking for the prompt, not a guess.
+            if header is not None and self.failed_logins.failed(address, now):
                 log.warning(
                     "event=admin_login_blocked ip=%s tries=%d seconds=%d",
                     address,
