@@ -76,7 +76,7 @@ KEYS: tuple[Key, ...] = (
         shown=["<generated once into data_dir/secret.key>"],
         secret=True,
     ),
-    Key("link_ttl", 600, parsers.non_negative_int, "Seconds a link stays valid."),
+    Key("link_ttl", 600, parsers.positive_int, "Seconds a link stays valid (at least 1)."),
     Key(
         "resume_grace",
         3600,

@@ -133,7 +133,10 @@ def _offered_files(raw: Any) -> tuple[OfferedFileConfig, ...]:
         if not isinstance(keywords, list) or not all(isinstance(k, str) and k.strip() for k in keywords):
             raise ConfigError(f"config key '{where}.keywords': must be a list of non-empty strings")
         try:
-            ttl = None if table.get("ttl") is None else parsers.non_negative_int(table["ttl"])
+            ttl = None if table.get("ttl") is None else parsers.positive_int(table["ttl"])
+        except ValueError as error:
+            raise ConfigError(f"config key '{where}.ttl': {error}") from None
+        try:
             max_downloads = (
                 None if table.get("max_downloads") is None else parsers.non_negative_int(table["max_downloads"])
             )

@@ -52,6 +52,8 @@ def test_config_file_from_flag_or_environment(tmp_path):
         ("port = 70000", {}, "port"),
         ("link_ttl = -5", {}, "link_ttl"),
         ("", {"TEMPDL_LINK_TTL": "ten"}, "link_ttl"),
+        ("link_ttl = 0", {}, "link_ttl"),  # every link dead on arrival
+        ("[[files]]\nid = 'a'\npath = 'x'\nttl = 0", {}, "files[0].ttl"),
         ("timezone = 'Mars/Olympus'", {}, "timezone"),
         ("public_url = 'ftp://x'", {}, "public_url"),
         ("serve_mode = 'magic'", {}, "serve_mode"),
