@@ -1,4 +1,5 @@
-"""One server per `data_dir`: the lock that keeps a second one out, and the id its rows carry.
+"""One server per `data_dir` (and per SQLite file): the locks that keep a second one out, and the
+id its rows carry.
 
 Two servers on one SQLite file each took the other's open rows for a crash's leftovers: the
 second one's start closed the first one's downloads, which then served a `max_downloads = 1`
@@ -22,16 +23,24 @@ from pathlib import Path
 from tempdl.errors import CommandError
 
 LOCK_FILE = "server.lock"
+DATABASE_LOCK_SUFFIX = "-server.lock"
+"""Beside a SQLite file, as SQLite's own `-wal` and `-shm` are: `tempdl.sqlite3-server.lock`."""
 SERVER_ID_FILE = "server.id"
 SERVER_ID_MAX = 64  # the `download_attempts.server_id` column
 
 
 class ServerLock:
-    """The held lock; `release` (or the process's end) lets the next server in."""
+    """The held lock; `release` (or the process's end) lets the next server in.
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / LOCK_FILE
-        data_dir.mkdir(parents=True, exist_ok=True)
+    `ServerLock(data_dir)` is the one every server takes; `ServerLock.for_database(file)` the one
+    a server on SQLite also takes, beside the database file, so that two servers with different
+    `data_dir`s but one `database_url` cannot share a SQLite file either. It is a file of its own:
+    opening and closing the database file itself would drop SQLite's POSIX locks on it.
+    """
+
+    def __init__(self, data_dir: Path, *, path: Path | None = None, what: str = "") -> None:
+        self.path = path or data_dir / LOCK_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -39,13 +48,19 @@ class ServerLock:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise CommandError(
-                f"another tempdl server (PID {holder}) is already running on data_dir {data_dir}; "
+                f"another tempdl server (PID {holder}) is already running on {what or f'data_dir {data_dir}'}; "
                 f"stop it first (lock: {self.path})"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd: int | None = fd
         os.register_at_fork(after_in_child=self.release)  # a child (the migration's) must not keep it
+
+    @classmethod
+    def for_database(cls, database_file: Path) -> ServerLock:
+        database_file = database_file.resolve()
+        lock_path = database_file.with_name(database_file.name + DATABASE_LOCK_SUFFIX)
+        return cls(database_file.parent, path=lock_path, what=f"the SQLite database {database_file}")
 
     def release(self) -> None:
         if self._fd is not None:

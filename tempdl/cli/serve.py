@@ -17,6 +17,7 @@ import gc
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 from tornado.ioloop import PeriodicCallback
 
@@ -26,6 +27,7 @@ from tempdl.audit.log import AuditLog
 from tempdl.audit.open import open_audit
 from tempdl.cli.instance import ServerLock, server_id
 from tempdl.cli.reload import notify, reload, settings_loader
+from tempdl.config.parsers import sqlite_file
 from tempdl.config.settings import Settings
 from tempdl.errors import CommandError
 from tempdl.timeutil import Clock, utc_now
@@ -134,11 +136,15 @@ def settle_startup_objects() -> None:
 
 async def serve_until_stopped(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
     """Serve until SIGTERM or SIGINT; `load` gives the settings again on SIGHUP (None: no reloads)."""
-    lock = ServerLock(settings.data_dir)  # first: a second server must not touch a row
+    locks = [ServerLock(settings.data_dir)]  # first: a second server must not touch a row
     try:
+        database_file = sqlite_file(settings.database_url)
+        if database_file is not None:
+            locks.append(ServerLock.for_database(Path(database_file)))
         await _serve_holding_lock(settings, load)
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
 
 
 async def _serve_holding_lock(settings: Settings, load: Callable[[], Settings] | None) -> None:

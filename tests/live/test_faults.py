@@ -49,9 +49,12 @@ class HeldLock:
         self.process.communicate("\n", timeout=10)
 
 
-def test_a_second_server_on_the_same_data_dir_refuses_to_start_and_leaves_the_rows_alone(server):
+@pytest.mark.parametrize("shared", ["data_dir", "database"])
+def test_a_second_server_on_the_same_data_dir_refuses_to_start_and_leaves_the_rows_alone(server, tmp_path, shared):
+    """Also with a data_dir of its own but the first one's SQLite file as its database_url."""
     client = open_download(server, "large")
     wait_until(lambda: len(server.rows("SELECT id FROM download_attempts")) == 1, timeout=10, what="the open row")
+    own_data_dir = ["--data-dir", str(tmp_path / "second")] if shared == "database" else []
     second = subprocess.run(
         [
             sys.executable,
@@ -61,8 +64,10 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start_and_leaves_the_ro
             str(server.config_path),
             "--port",
             str(server.port + 1),
+            *own_data_dir,
         ],
         cwd=server.root,
+        env={**os.environ, "TEMPDL_DATABASE_URL": f"sqlite:///{server.database}"},
         capture_output=True,
         text=True,
         timeout=30,
@@ -70,6 +75,7 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start_and_leaves_the_ro
     assert second.returncode == 1
     [line] = second.stderr.strip().splitlines()
     assert f"(PID {server.process.pid})" in line
+    assert ("SQLite database" in line) == (shared == "database")
     [row] = server.rows("SELECT finished_at, outcome FROM download_attempts")
     assert row["finished_at"] is None  # still the first server's running download
     client.close()  # only now: hanging up closes the row, which must not be mistaken for the second's doing
