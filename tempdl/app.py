@@ -29,7 +29,7 @@ from tempdl.web.templates import PackageLoader
 from tempdl.web.throttle import RateLimiter
 from tempdl.wechat.conversation import Conversation
 from tempdl.wechat.replay import RetryMemory
-from tempdl.wechat.signature import query_signed
+from tempdl.wechat.signature import query_argument, query_signed
 
 
 class ServerHeader(OutputTransform):
@@ -104,7 +104,8 @@ class TempdlApp(Application):
         before it refuses a body over the size limit: SPEC checks the signature before anything
         else, so a forged oversized message is a 403, a genuine one a 413."""
         url = urllib.parse.urlsplit(start_line.path)
-        return url.path == self.config.wechat.path and not query_signed(self.config.wechat.token or "", url.query)
+        wechat = self.config.wechat
+        return url.path == wechat.path and not query_signed(wechat.token or "", query_argument(url.query))
 
     def _routes(self, settings: Settings) -> list:
         audit, clock, state = self.audit, self.clock, self.state

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import urllib.parse
+from collections.abc import Callable
 
 
 def sha1_signature(*parts: str) -> str:
@@ -24,14 +25,17 @@ def signatures_match(expected: str, given: str | None) -> bool:
     return hmac.compare_digest(expected.encode("ascii"), given.strip().lower().encode("ascii", "replace"))
 
 
-def query_signed(token: str, query: str) -> bool:
-    """Whether a URL's query carries WeChat's plain `signature` of (token, timestamp, nonce).
+def query_signed(token: str, argument: Callable[[str], str]) -> bool:
+    """Whether a request's query carries WeChat's plain `signature` of (token, timestamp, nonce);
+    `argument(name)` is the query argument's value, "" when it is absent.
 
-    WeChat sends it in every mode, safe mode too, so it can be checked before the body is read.
+    WeChat sends it in every mode, safe mode too, so it can be checked before the body is read:
+    the handler asks through Tornado, the size limit (`query_argument`) from the raw URL.
     """
+    return signatures_match(sha1_signature(token, argument("timestamp"), argument("nonce")), argument("signature"))
+
+
+def query_argument(query: str) -> Callable[[str], str]:
+    """A raw query's arguments as Tornado's `get_query_argument` reads them: the last value, stripped."""
     arguments = urllib.parse.parse_qs(query, errors="replace")
-
-    def first(name: str) -> str:
-        return arguments.get(name, [""])[0]
-
-    return signatures_match(sha1_signature(token, first("timestamp"), first("nonce")), first("signature"))
+    return lambda name: arguments.get(name, [""])[-1].strip()

@@ -48,7 +48,7 @@ from tempdl.wechat.messages import (
     render_text_reply,
 )
 from tempdl.wechat.replay import NonceLedger, RetryMemory, retry_window, timestamp_is_fresh
-from tempdl.wechat.signature import sha1_signature, signatures_match
+from tempdl.wechat.signature import query_signed, sha1_signature, signatures_match
 
 log = logging.getLogger("tempdl.wechat")
 
@@ -120,12 +120,7 @@ class WeChatHandler(BaseHandler):
         self.finish(text)
 
     def _signed_by_wechat(self) -> bool:
-        expected = sha1_signature(
-            self.wechat.token or "",
-            self.get_query_argument("timestamp", ""),
-            self.get_query_argument("nonce", ""),
-        )
-        return signatures_match(expected, self.get_query_argument("signature", None))
+        return query_signed(self.wechat.token or "", lambda name: self.get_query_argument(name, ""))
 
     def get(self) -> None:
         """The server-URL handshake: echo `echostr` back when the signature is WeChat's.
